@@ -1,0 +1,247 @@
+"""Content digests: the :class:`Digest` value, streaming hashing and verification."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from types import TracebackType
+from typing import TYPE_CHECKING, Protocol
+
+import attrs
+
+from .errors import DigestMismatchError, InvalidDigestError, SizeMismatchError
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+__all__ = [
+    "CHUNK_SIZE",
+    "SUPPORTED_ALGORITHMS",
+    "Digest",
+    "Readable",
+    "VerifyingReader",
+    "verify_stream",
+]
+
+#: The size of the chunks imagetypes reads and writes blobs in.
+CHUNK_SIZE = 1024 * 1024
+
+#: Algorithm name -> length of the hex encoding.
+SUPPORTED_ALGORITHMS: dict[str, int] = {"sha256": 64, "sha512": 128}
+
+_HEX = re.compile(r"[a-f0-9]+")
+# The general grammar of the OCI image spec, for a clear error on unknown algorithms.
+_GENERAL = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+")
+
+
+def _check_algorithm(instance: Digest, attribute: attrs.Attribute[str], value: str) -> None:
+    if value not in SUPPORTED_ALGORITHMS:
+        raise InvalidDigestError(
+            f"unsupported digest algorithm {value!r} (supported: {', '.join(SUPPORTED_ALGORITHMS)})"
+        )
+
+
+def _check_hex(instance: Digest, attribute: attrs.Attribute[str], value: str) -> None:
+    length = SUPPORTED_ALGORITHMS.get(instance.algorithm)
+    if length is None or len(value) != length or not _HEX.fullmatch(value):
+        raise InvalidDigestError(
+            f"invalid {instance.algorithm} digest {value!r}: "
+            f"expected {length} lowercase hexadecimal characters"
+        )
+
+
+@attrs.frozen(order=True)
+class Digest:
+    """A content digest such as ``sha256:e3b0c442...``.
+
+    ``Digest.parse(text)`` is the usual way in; ``str(digest)`` gives the text back.
+    """
+
+    algorithm: str = attrs.field(validator=_check_algorithm)
+    hex: str = attrs.field(validator=_check_hex)
+
+    @classmethod
+    def parse(cls, text: str) -> Digest:
+        """Parse ``algorithm:hex``; raise :class:`InvalidDigestError` if it is not one."""
+        if not isinstance(text, str):
+            raise InvalidDigestError(f"a digest must be a string, not {type(text).__name__}")
+        algorithm, sep, hexpart = text.partition(":")
+        if not sep or not _GENERAL.fullmatch(text):
+            raise InvalidDigestError(f"invalid digest {text!r}: expected algorithm:hex")
+        return cls(algorithm, hexpart)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, algorithm: str = "sha256") -> Digest:
+        """The digest of ``data``."""
+        return cls(algorithm, hashlib.new(algorithm, data).hexdigest())
+
+    @classmethod
+    def from_hash(cls, hasher: hashlib._Hash) -> Digest:
+        """The digest held by a finished hashlib object (``sha256`` or ``sha512``)."""
+        return cls(hasher.name, hasher.hexdigest())
+
+    def hasher(self) -> hashlib._Hash:
+        """A fresh hashlib object for this digest's algorithm."""
+        return hashlib.new(self.algorithm)
+
+    def verify(self, data: bytes) -> None:
+        """Raise :class:`DigestMismatchError` unless ``data`` has this digest."""
+        actual = Digest.from_bytes(data, self.algorithm)
+        if actual != self:
+            raise DigestMismatchError(
+                f"digest mismatch: expected {self}, got {actual}", expected=self, actual=actual
+            )
+
+    @property
+    def encoded(self) -> str:
+        """The encoded part (an alias of :attr:`hex`, the name the OCI spec uses)."""
+        return self.hex
+
+    def __str__(self) -> str:
+        return f"{self.algorithm}:{self.hex}"
+
+
+class Readable(Protocol):
+    """Anything with a binary ``read``: files, sockets' streams, :class:`VerifyingReader`."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+class VerifyingReader:
+    """A binary reader that hashes what passes through it and checks it at the end.
+
+    When the wrapped stream is exhausted, the bytes read are compared with ``expected_digest``
+    and ``expected_size`` (either may be ``None``); a mismatch raises
+    :class:`DigestMismatchError` or :class:`SizeMismatchError` from ``read``, so a consumer
+    that reads to the end never accepts corrupt content. Reading past ``expected_size`` fails
+    at once, so a lying server cannot make us read without bound.
+
+    After EOF, :attr:`digest` and :attr:`size` describe the content actually read.
+    """
+
+    def __init__(
+        self,
+        raw: Readable,
+        expected_digest: Digest | None = None,
+        expected_size: int | None = None,
+        *,
+        algorithm: str | None = None,
+        description: str | None = None,
+    ) -> None:
+        self._raw = raw
+        self.expected_digest = expected_digest
+        self.expected_size = expected_size if expected_size is None or expected_size >= 0 else None
+        algo = algorithm or (expected_digest.algorithm if expected_digest else "sha256")
+        self._hasher = hashlib.new(algo)
+        self._count = 0
+        self._done = False
+        self._digest: Digest | None = None
+        self._description = description or (str(expected_digest) if expected_digest else "blob")
+
+    # -- reading ---------------------------------------------------------------------------
+    def read(self, size: int = -1, /) -> bytes:
+        if self._done:
+            return b""
+        if size is None or size < 0:
+            parts = []
+            while chunk := self.read(CHUNK_SIZE):
+                parts.append(chunk)
+            return b"".join(parts)
+        if size == 0:
+            return b""
+        data = self._raw.read(size)
+        if data:
+            self._count += len(data)
+            if self.expected_size is not None and self._count > self.expected_size:
+                raise SizeMismatchError(
+                    f"{self._description}: more than the expected {self.expected_size} bytes",
+                    expected=self.expected_size,
+                    actual=self._count,
+                )
+            self._hasher.update(data)
+            return data
+        self._finish()
+        return b""
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def _finish(self) -> None:
+        self._done = True
+        self._digest = Digest.from_hash(self._hasher)
+        if self.expected_size is not None and self._count != self.expected_size:
+            raise SizeMismatchError(
+                f"{self._description}: expected {self.expected_size} bytes, got {self._count}",
+                expected=self.expected_size,
+                actual=self._count,
+            )
+        if self.expected_digest is not None and self._digest != self.expected_digest:
+            raise DigestMismatchError(
+                f"digest mismatch: expected {self.expected_digest}, got {self._digest}",
+                expected=self.expected_digest,
+                actual=self._digest,
+            )
+
+    def read_to_end(self) -> Digest:
+        """Consume (and discard) the rest of the stream; return the verified digest."""
+        while self.read(CHUNK_SIZE):
+            pass
+        return self.digest
+
+    # -- results ---------------------------------------------------------------------------
+    @property
+    def finished(self) -> bool:
+        """True once EOF was reached and verification passed."""
+        return self._done
+
+    @property
+    def digest(self) -> Digest:
+        """The digest of everything read; only available after EOF."""
+        if self._digest is None:
+            raise RuntimeError("the stream has not been read to its end")
+        return self._digest
+
+    @property
+    def size(self) -> int:
+        """The number of bytes read so far."""
+        return self._count
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        close = getattr(self._raw, "close", None)
+        if close is not None:
+            close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def verify_stream(
+    stream: Readable, expected_digest: Digest | None, expected_size: int | None = None
+) -> VerifyingReader:
+    """Return a :class:`VerifyingReader` over ``stream`` that checks the given expectations.
+
+    If ``stream`` already is a verifying reader with the same (or stricter) expectations it is
+    returned as it is, so that a blob passed from a source to a destination is hashed once.
+    """
+    if (
+        isinstance(stream, VerifyingReader)
+        and stream.size == 0
+        and (expected_digest is None or stream.expected_digest == expected_digest)
+        and (expected_size is None or expected_size < 0 or stream.expected_size == expected_size)
+    ):
+        return stream
+    return VerifyingReader(stream, expected_digest, expected_size)

@@ -1,0 +1,153 @@
+"""The exception tree of imagetypes.
+
+Every error the library raises on purpose is an :class:`ImageError`, so a caller can catch
+broadly or precisely::
+
+    ImageError
+    ├── InvalidReferenceError (ValueError)      a string is not a valid image name or reference
+    ├── InvalidDigestError (ValueError)         a string is not a valid digest
+    ├── InvalidPlatformError (ValueError)       a string is not os/arch[/variant]
+    ├── ManifestError                           a manifest cannot be parsed or is invalid
+    │   └── ManifestTooLargeError               a manifest exceeds the size bound
+    ├── VerificationError                       content does not match what was promised
+    │   ├── DigestMismatchError                 bytes hash to another digest
+    │   └── SizeMismatchError                   more or fewer bytes than the descriptor says
+    ├── NotFoundError (LookupError)             something asked for does not exist
+    │   ├── ManifestNotFoundError               no manifest for that tag, name or digest
+    │   └── BlobNotFoundError                   no blob with that digest
+    ├── UnsupportedError                        the operation is not possible here
+    │   ├── UnsupportedConversionError          a manifest cannot be converted faithfully
+    │   └── UnsupportedManifestTypeError        a media type nobody here understands
+    ├── TransportError                          transport lookup and plugin problems
+    │   ├── UnknownTransportError               no transport of that name is installed
+    │   └── DuplicateTransportError             two plugins claim one name
+    ├── LayoutError                             an on-disk image store is malformed
+    ├── ArchiveError                            a tar archive is malformed or unsafe
+    ├── PlatformMismatchError (NotFoundError)   no instance of an index matches the platform
+    └── CopyError                               a copy failed; the cause is chained
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ArchiveError",
+    "BlobNotFoundError",
+    "CopyError",
+    "DigestMismatchError",
+    "DuplicateTransportError",
+    "ImageError",
+    "InvalidDigestError",
+    "InvalidPlatformError",
+    "InvalidReferenceError",
+    "LayoutError",
+    "ManifestError",
+    "ManifestNotFoundError",
+    "ManifestTooLargeError",
+    "NotFoundError",
+    "PlatformMismatchError",
+    "SizeMismatchError",
+    "TransportError",
+    "UnknownTransportError",
+    "UnsupportedConversionError",
+    "UnsupportedError",
+    "UnsupportedManifestTypeError",
+    "VerificationError",
+]
+
+
+class ImageError(Exception):
+    """The base of every error imagetypes raises on purpose."""
+
+
+class InvalidReferenceError(ImageError, ValueError):
+    """A string is not a valid image name, reference or transport reference."""
+
+
+class InvalidDigestError(ImageError, ValueError):
+    """A string is not a valid digest (``algorithm:hex``)."""
+
+
+class InvalidPlatformError(ImageError, ValueError):
+    """A string is not a valid platform (``os/architecture[/variant]``)."""
+
+
+class ManifestError(ImageError):
+    """A manifest (or index, or config) cannot be parsed, or breaks its schema."""
+
+
+class ManifestTooLargeError(ManifestError):
+    """A manifest is larger than the bound imagetypes accepts."""
+
+
+class VerificationError(ImageError):
+    """Content does not match the digest or size it was promised to have."""
+
+
+class DigestMismatchError(VerificationError):
+    """Content hashes to a different digest than expected."""
+
+    def __init__(self, message: str, *, expected: object = None, actual: object = None) -> None:
+        super().__init__(message)
+        self.expected = expected
+        self.actual = actual
+
+
+class SizeMismatchError(VerificationError):
+    """Content has a different length than expected."""
+
+    def __init__(self, message: str, *, expected: int | None = None, actual: int | None = None):
+        super().__init__(message)
+        self.expected = expected
+        self.actual = actual
+
+
+class NotFoundError(ImageError, LookupError):
+    """Something that was asked for does not exist."""
+
+
+class ManifestNotFoundError(NotFoundError):
+    """No manifest exists for the tag, name or digest asked for."""
+
+
+class BlobNotFoundError(NotFoundError):
+    """No blob exists with the digest asked for."""
+
+
+class PlatformMismatchError(NotFoundError):
+    """No instance of an index or manifest list matches the requested platform."""
+
+
+class UnsupportedError(ImageError):
+    """The operation is not possible with this transport, image or configuration."""
+
+
+class UnsupportedConversionError(UnsupportedError):
+    """A manifest cannot be converted to the requested format without losing information."""
+
+
+class UnsupportedManifestTypeError(UnsupportedError):
+    """A manifest media type that imagetypes (or a destination) does not handle."""
+
+
+class TransportError(ImageError):
+    """Finding or loading a transport failed."""
+
+
+class UnknownTransportError(TransportError, LookupError):
+    """No transport with the requested name is installed."""
+
+
+class DuplicateTransportError(TransportError):
+    """Two installed plugins register a transport under the same name."""
+
+
+class LayoutError(ImageError):
+    """An on-disk image store (OCI layout, directory) is malformed."""
+
+
+class ArchiveError(ImageError):
+    """A tar archive is malformed or unsafe to read."""
+
+
+class CopyError(ImageError):
+    """A copy failed. The underlying error is chained as ``__cause__``."""

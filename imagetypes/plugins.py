@@ -1,0 +1,155 @@
+"""Finding transports: entry-point discovery, lookup by name, and ``transport:details`` parsing."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from importlib.metadata import EntryPoint, entry_points
+
+import attrs
+
+from .errors import (
+    DuplicateTransportError,
+    InvalidReferenceError,
+    TransportError,
+    UnknownTransportError,
+)
+from .types import ImageReference, Transport
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "TransportInfo",
+    "get_transport",
+    "list_transports",
+    "parse_reference",
+    "register_transport",
+    "reset_transports",
+]
+
+#: The entry point group built-in and third-party transports register under.
+ENTRY_POINT_GROUP = "imagetypes.transports"
+
+log = logging.getLogger(__name__)
+
+
+@attrs.frozen
+class TransportInfo:
+    """A transport and where it came from."""
+
+    name: str
+    #: ``entry point <value> (<distribution> <version>)``, or ``registered at runtime``.
+    origin: str
+    transport: Transport = attrs.field(eq=False, repr=False)
+
+
+_lock = threading.Lock()
+_discovered: dict[str, list[TransportInfo]] | None = None
+_runtime: dict[str, TransportInfo] = {}
+
+
+def _load(ep: EntryPoint) -> Transport:
+    obj = ep.load()
+    if isinstance(obj, type) and issubclass(obj, Transport):
+        obj = obj()
+    if not isinstance(obj, Transport):
+        raise TypeError(f"{ep.value} is {type(obj).__name__}, not an imagetypes Transport")
+    if obj.name != ep.name:
+        raise TypeError(f"{ep.value} is named {obj.name!r}, registered as {ep.name!r}")
+    return obj
+
+
+def _origin(ep: EntryPoint) -> str:
+    dist = getattr(ep, "dist", None)
+    where = f" ({dist.name} {dist.version})" if dist is not None else ""
+    return f"entry point {ep.value}{where}"
+
+
+def _discover() -> dict[str, list[TransportInfo]]:
+    global _discovered
+    with _lock:
+        if _discovered is None:
+            found: dict[str, list[TransportInfo]] = {}
+            seen: set[tuple[str, str]] = set()
+            for ep in entry_points(group=ENTRY_POINT_GROUP):
+                if (ep.name, ep.value) in seen:  # the same distribution seen twice on sys.path
+                    continue
+                seen.add((ep.name, ep.value))
+                try:
+                    transport = _load(ep)
+                except Exception as e:
+                    # A broken plugin must not take every other transport down with it.
+                    log.warning("skipping transport plugin %s = %s: %s", ep.name, ep.value, e)
+                    continue
+                found.setdefault(ep.name, []).append(
+                    TransportInfo(ep.name, _origin(ep), transport)
+                )
+            _discovered = found
+        return _discovered
+
+
+def reset_transports() -> None:
+    """Forget discovered and runtime-registered transports (discovery runs again on next use)."""
+    global _discovered
+    with _lock:
+        _discovered = None
+        _runtime.clear()
+
+
+def register_transport(transport: Transport, *, replace: bool = False) -> None:
+    """Register a transport from code (tests, notebooks) rather than by entry point.
+
+    Raises :class:`DuplicateTransportError` if the name is taken, unless ``replace``.
+    """
+    if not isinstance(transport, Transport):
+        raise TransportError(f"{transport!r} is not an imagetypes Transport")
+    if not replace and transport.name in _available_names():
+        raise DuplicateTransportError(f"a transport named {transport.name!r} is already installed")
+    with _lock:
+        _runtime[transport.name] = TransportInfo(transport.name, "registered at runtime", transport)
+
+
+def _available_names() -> set[str]:
+    return set(_discover()) | set(_runtime)
+
+
+def list_transports() -> list[TransportInfo]:
+    """Every installed transport, sorted by name. A name claimed twice appears twice."""
+    found = _discover()
+    out: list[TransportInfo] = []
+    for name in sorted(set(found) | set(_runtime)):
+        if name in _runtime:
+            out.append(_runtime[name])
+        else:
+            out.extend(found[name])
+    return out
+
+
+def get_transport(name: str) -> Transport:
+    """The transport with that name.
+
+    Raises :class:`UnknownTransportError` (naming the known ones) if none is installed, and
+    :class:`DuplicateTransportError` if two plugins claim the name.
+    """
+    if name in _runtime:
+        return _runtime[name].transport
+    found = _discover()
+    infos = found.get(name)
+    if not infos:
+        known = ", ".join(sorted(set(found) | set(_runtime))) or "none"
+        raise UnknownTransportError(f"unknown transport {name!r} (known transports: {known})")
+    if len(infos) > 1:
+        origins = "; ".join(i.origin for i in infos)
+        raise DuplicateTransportError(f"transport {name!r} is registered twice: {origins}")
+    return infos[0].transport
+
+
+def parse_reference(text: str) -> ImageReference:
+    """Parse ``transport:details`` (``oci:./layout:1.0``, ``docker://busybox``)."""
+    if not isinstance(text, str):
+        raise InvalidReferenceError(f"a reference must be a string, not {type(text).__name__}")
+    name, sep, details = text.partition(":")
+    if not sep or not name:
+        raise InvalidReferenceError(
+            f"invalid reference {text!r}: expected transport:details, e.g. oci:./layout:tag"
+        )
+    return get_transport(name).parse_reference(details)

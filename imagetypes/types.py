@@ -1,0 +1,360 @@
+"""The abstract base classes every transport implements, and the option objects they take.
+
+A :class:`Transport` turns text into an :class:`ImageReference`; a reference opens an
+:class:`ImageSource` to read or an :class:`ImageDestination` to write. Transports that know
+about collections of images (registries) also offer :class:`Registry` and :class:`Repository`.
+The copy engine and :class:`~imagetypes.Image` see nothing but these classes.
+
+Methods take option objects (frozen attrs classes with defaults) rather than growing keyword
+arguments, so new options never break a plugin's signatures.
+"""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from .descriptor import BlobInfo, Descriptor
+from .digest import Digest, Readable, VerifyingReader
+from .errors import UnsupportedError
+from .platform import Platform
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+    from .image import Image
+    from .reference import Reference
+
+__all__ = [
+    "DestinationCapabilities",
+    "ImageDestination",
+    "ImageReference",
+    "ImageSource",
+    "LayerCompression",
+    "PutBlobOptions",
+    "Registry",
+    "Repository",
+    "SourceCapabilities",
+    "Transport",
+    "TransportOptions",
+]
+
+
+def _mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return dict(value) if value else {}
+
+
+@attrs.frozen(kw_only=True)
+class TransportOptions:
+    """Settings for opening sources, destinations and registries.
+
+    Every field has a default, so ``TransportOptions()`` is always valid; transports ignore the
+    fields that do not concern them. ``extra`` carries plugin-specific settings, keyed
+    ``"<transport>.<setting>"``.
+    """
+
+    #: The platform to choose from an index when one image is wanted (default: this machine).
+    platform: Platform | None = None
+    #: A folder for temporary files (default: the system's, or next to the destination).
+    tmpdir: str | None = None
+    #: Plugin-specific settings.
+    extra: Mapping[str, Any] = attrs.field(factory=dict, converter=_mapping, hash=False)
+
+
+class LayerCompression(enum.Enum):
+    """What a destination wants done to layers: keep them, compress them, decompress them."""
+
+    PRESERVE = "preserve"
+    COMPRESS = "compress"
+    DECOMPRESS = "decompress"
+
+
+@attrs.frozen(kw_only=True)
+class SourceCapabilities:
+    """What an :class:`ImageSource` can do, declared so the copy engine can adapt."""
+
+    #: ``get_blob`` may be called from several threads at once.
+    concurrent_blob_reads: bool = True
+    #: ``get_blob_stream`` accepts an ``offset`` (used to resume cut downloads).
+    ranged_reads: bool = False
+
+
+@attrs.frozen(kw_only=True)
+class DestinationCapabilities:
+    """What an :class:`ImageDestination` accepts, declared so the copy engine can adapt."""
+
+    #: Manifest media types the destination can store, preferred first; None means any.
+    manifest_types: tuple[str, ...] | None = None
+    #: ``put_blob`` may be called from several threads at once.
+    concurrent_blob_writes: bool = True
+    #: What to do to layers on the way in.
+    layer_compression: LayerCompression = LayerCompression.PRESERVE
+    #: Signatures can be stored (``put_signatures`` with a non-empty list works).
+    supports_signatures: bool = False
+    #: Layers with ``urls`` (foreign / non-distributable) are kept as references, not copied.
+    accepts_foreign_layers: bool = False
+    #: Only an image for the running OS may be written (a container engine's storage).
+    must_match_runtime_os: bool = False
+    #: A put_blob needs the digest up front (it cannot compute one while streaming).
+    needs_digest_up_front: bool = False
+
+
+@attrs.frozen(kw_only=True)
+class PutBlobOptions:
+    """Options for :meth:`ImageDestination.put_blob`."""
+
+    #: The blob is a config rather than a layer.
+    is_config: bool = False
+    #: The index of the layer in its manifest, if it is one.
+    layer_index: int | None = None
+
+
+class Transport(ABC):
+    """A kind of place images live in (``oci``, ``dir``, ``docker``, ...).
+
+    A plugin subclasses this and registers an instance (or the class) under the entry point
+    group ``imagetypes.transports``.
+    """
+
+    #: The transport's name, the part before the first ``:`` in ``oci:./layout:tag``.
+    name: str
+
+    @abstractmethod
+    def parse_reference(self, text: str) -> ImageReference:
+        """Parse the part of a reference after ``name:``.
+
+        Raise :class:`~imagetypes.InvalidReferenceError` if it is malformed.
+        """
+
+    def open_registry(self, location: str, options: TransportOptions | None = None) -> Registry:
+        """Open a collection of repositories (for transports that have one)."""
+        raise UnsupportedError(f"the {self.name} transport has no registries")
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
+
+class ImageReference(ABC):
+    """Where one image lives, in a given transport. ``str()`` gives ``transport:details``."""
+
+    @property
+    @abstractmethod
+    def transport(self) -> Transport:
+        """The transport this reference belongs to."""
+
+    @abstractmethod
+    def string_within_transport(self) -> str:
+        """The reference without the transport prefix; parses back to an equal reference."""
+
+    @property
+    def docker_reference(self) -> Reference | None:
+        """The registry-style name (``docker.io/library/busybox:latest``) if the reference has one."""
+        return None
+
+    @abstractmethod
+    def open_source(self, options: TransportOptions | None = None) -> ImageSource:
+        """Open the image for reading."""
+
+    @abstractmethod
+    def open_destination(self, options: TransportOptions | None = None) -> ImageDestination:
+        """Open the location for writing an image; nothing is visible before ``commit()``."""
+
+    def delete(self, options: TransportOptions | None = None) -> None:
+        """Delete the image at this reference."""
+        raise UnsupportedError(f"the {self.transport.name} transport cannot delete images")
+
+    def __str__(self) -> str:
+        return f"{self.transport.name}:{self.string_within_transport()}"
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {str(self)!r}>"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ImageReference):
+            return NotImplemented
+        return str(self) == str(other)
+
+    def __hash__(self) -> int:
+        return hash(str(self))
+
+
+class _Closing:
+    """Context manager plumbing shared by sources, destinations and registries."""
+
+    def close(self) -> None:
+        """Release resources. Safe to call more than once."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class ImageSource(_Closing, ABC):
+    """Reads one image (or index with its instances) from a transport.
+
+    A transport implements :meth:`get_manifest` and :meth:`get_blob_stream`; verification and
+    the convenience methods are derived here.
+    """
+
+    #: Bound on a manifest's size; anything larger is refused.
+    MAX_MANIFEST_SIZE = 4 * 1024 * 1024
+
+    @property
+    @abstractmethod
+    def reference(self) -> ImageReference:
+        """The reference this source was opened from."""
+
+    @property
+    def capabilities(self) -> SourceCapabilities:
+        """What this source can do."""
+        return SourceCapabilities()
+
+    @abstractmethod
+    def get_manifest(self, instance: Digest | None = None) -> tuple[bytes, str]:
+        """The manifest bytes and media type: the top-level one, or the instance with that digest.
+
+        Bytes are returned as stored, so their digest is the manifest's digest.
+        """
+
+    @abstractmethod
+    def get_blob_stream(self, descriptor: Descriptor, offset: int = 0) -> Readable:
+        """A raw, unverified stream of a blob's bytes, starting at ``offset``.
+
+        ``offset`` is only non-zero when :attr:`SourceCapabilities.ranged_reads` is declared.
+        Raise :class:`~imagetypes.BlobNotFoundError` if there is no such blob.
+        """
+
+    def get_blob(self, descriptor: Descriptor) -> VerifyingReader:
+        """A stream of the blob that fails at EOF unless digest and size match the descriptor."""
+        return VerifyingReader(
+            self.get_blob_stream(descriptor), descriptor.digest, descriptor.size
+        )
+
+    def get_blob_bytes(self, descriptor: Descriptor, limit: int | None = None) -> bytes:
+        """The whole (verified) blob in memory; for configs and other small blobs.
+
+        ``limit`` bounds the size accepted; a descriptor claiming more is refused up front.
+        """
+        from .errors import ManifestTooLargeError
+
+        if limit is not None and descriptor.size > limit:
+            raise ManifestTooLargeError(
+                f"blob {descriptor.digest} is {descriptor.size} bytes, over the {limit} byte limit"
+            )
+        with self.get_blob(descriptor) as reader:
+            return reader.read()
+
+    def get_signatures(self, instance: Digest | None = None) -> list[bytes]:
+        """The signatures stored with the image (or instance); none by default."""
+        return []
+
+
+class ImageDestination(_Closing, ABC):
+    """Writes one image (or index with its instances) to a transport.
+
+    The order of calls is: blobs (``try_reusing_blob`` / ``put_blob``), instance manifests,
+    the top-level manifest, signatures, then :meth:`commit`. Nothing is visible to readers
+    before ``commit()``; closing without it discards everything staged.
+    """
+
+    @property
+    @abstractmethod
+    def reference(self) -> ImageReference:
+        """The reference this destination was opened for."""
+
+    @property
+    def capabilities(self) -> DestinationCapabilities:
+        """What this destination accepts."""
+        return DestinationCapabilities()
+
+    def try_reusing_blob(self, info: BlobInfo) -> Descriptor | None:
+        """If the destination already has this blob, return its descriptor; else ``None``.
+
+        Called before ``put_blob``; a hit means the copy engine skips the transfer.
+        """
+        return None
+
+    @abstractmethod
+    def put_blob(
+        self, stream: Readable, info: BlobInfo, options: PutBlobOptions | None = None
+    ) -> Descriptor:
+        """Store a blob read from ``stream``; return its descriptor.
+
+        The stream must be read to its end. When ``info.digest`` or ``info.size`` are given the
+        content is verified against them (use :func:`~imagetypes.digest.verify_stream`, which
+        does not hash twice a stream a source already verifies); a mismatch raises and stores
+        nothing.
+        """
+
+    @abstractmethod
+    def put_manifest(
+        self, manifest: bytes, media_type: str, instance: Digest | None = None
+    ) -> None:
+        """Store a manifest: an instance of an index when ``instance`` is given, else the top one."""
+
+    def put_signatures(self, signatures: Sequence[bytes], instance: Digest | None = None) -> None:
+        """Store signatures for the image; the default refuses any."""
+        if signatures:
+            raise UnsupportedError(
+                f"the {self.reference.transport.name} transport cannot store signatures"
+            )
+
+    @abstractmethod
+    def commit(self) -> None:
+        """Make everything written visible, atomically where the storage allows."""
+
+
+class Repository(ABC):
+    """A named collection of images, addressed by tag or digest."""
+
+    @property
+    @abstractmethod
+    def name(self) -> str:
+        """The repository name (``library/busybox``)."""
+
+    @abstractmethod
+    def tags(self) -> Iterator[str]:
+        """The repository's tags, fetched lazily."""
+
+    @abstractmethod
+    def reference(self, tag_or_digest: str) -> ImageReference:
+        """A reference to one image of the repository."""
+
+    def image(self, tag_or_digest: str, options: TransportOptions | None = None) -> Image:
+        """Open one image of the repository."""
+        from .image import open_image
+
+        return open_image(self.reference(tag_or_digest), options=options)
+
+    def images(self, options: TransportOptions | None = None) -> Iterator[Image]:
+        """Open every tagged image in turn (each must be closed by the caller)."""
+        for tag in self.tags():
+            yield self.image(tag, options=options)
+
+
+class Registry(_Closing, ABC):
+    """A collection of repositories (a registry server, a multi-image store)."""
+
+    @abstractmethod
+    def repositories(self) -> Iterator[str]:
+        """Repository names (the catalog), fetched lazily."""
+
+    @abstractmethod
+    def repository(self, name: str) -> Repository:
+        """One repository by name."""
+
+    def search(self, term: str) -> Iterator[Mapping[str, Any]]:
+        """Search the registry, where it offers a search endpoint."""
+        raise UnsupportedError("this registry offers no search")
