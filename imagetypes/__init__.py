@@ -36,7 +36,9 @@ from .plugins import (
     parse_reference,
     register_transport,
 )
+from .retry import RetryPolicy
 from .types import (
+    Credentials,
     DestinationCapabilities,
     ImageDestination,
     ImageReference,
@@ -57,6 +59,7 @@ __all__ = [
     "BlobInfo",
     "BlobNotFoundError",
     "CopyError",
+    "Credentials",
     "Descriptor",
     "DestinationCapabilities",
     "Digest",
@@ -80,6 +83,7 @@ __all__ = [
     "PutBlobOptions",
     "Registry",
     "Repository",
+    "RetryPolicy",
     "SizeMismatchError",
     "SourceCapabilities",
     "Transport",

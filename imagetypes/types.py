@@ -23,6 +23,7 @@ from .descriptor import BlobInfo, Descriptor
 from .digest import Digest, Readable, VerifyingReader
 from .errors import UnsupportedError
 from .platform import Platform
+from .retry import RetryPolicy
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from .reference import Reference
 
 __all__ = [
+    "Credentials",
     "DestinationCapabilities",
     "ImageDestination",
     "ImageReference",
@@ -49,6 +51,24 @@ def _mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
     return dict(value) if value else {}
 
 
+@attrs.frozen
+class Credentials:
+    """A user name and secret for a registry. The secret never appears in a repr."""
+
+    username: str
+    password: str = attrs.field(repr=False)
+
+    @classmethod
+    def parse(cls, text: str) -> Credentials:
+        """Parse skopeo's ``USER[:PASSWORD]`` spelling (an empty password when none is given)."""
+        user, _, password = text.partition(":")
+        if not user:
+            from .errors import InvalidReferenceError
+
+            raise InvalidReferenceError("credentials need a user name: USER[:PASSWORD]")
+        return cls(user, password)
+
+
 @attrs.frozen(kw_only=True)
 class TransportOptions:
     """Settings for opening sources, destinations and registries.
@@ -62,6 +82,20 @@ class TransportOptions:
     platform: Platform | None = None
     #: A folder for temporary files (default: the system's, or next to the destination).
     tmpdir: str | None = None
+    #: Verify TLS (and refuse plain http). None means the default: verify.
+    tls_verify: bool | None = None
+    #: A folder with ``*.crt`` (CA), ``*.cert`` and ``*.key`` (client) files, as certs.d.
+    cert_dir: str | None = None
+    #: Explicit credentials; they win over every auth file.
+    credentials: Credentials | None = attrs.field(default=None, repr=False)
+    #: A bearer token to send as is (skopeo's ``--registry-token``).
+    registry_token: str | None = attrs.field(default=None, repr=False)
+    #: Path of an auth.json to read credentials from (skopeo's ``--authfile``).
+    authfile: str | None = None
+    #: Use no credentials at all, even when an auth file has some.
+    no_creds: bool = False
+    #: How failed requests and blob transfers are retried.
+    retry: RetryPolicy = attrs.field(factory=RetryPolicy)
     #: Plugin-specific settings.
     extra: Mapping[str, Any] = attrs.field(factory=dict, converter=_mapping, hash=False)
 
