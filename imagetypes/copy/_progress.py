@@ -1,0 +1,200 @@
+"""Progress events a copy reports, and the reader that reports blob progress."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Literal
+
+import attrs
+
+from ..descriptor import Descriptor
+from ..digest import CHUNK_SIZE, Digest, VerifyingReader
+
+if TYPE_CHECKING:
+    from ._options import CopyResult
+
+__all__ = [
+    "PROGRESS_INTERVAL",
+    "BlobDone",
+    "BlobProgress",
+    "BlobSkipped",
+    "BlobStarted",
+    "CopyDone",
+    "CopyStarted",
+    "EventCollector",
+    "ManifestConverted",
+    "ManifestWritten",
+    "ProgressEvent",
+]
+
+#: A :class:`BlobProgress` event is sent about every this many bytes (and at the end).
+PROGRESS_INTERVAL = CHUNK_SIZE
+
+
+@attrs.frozen
+class ProgressEvent:
+    """The base class of every event :func:`~imagetypes.copy.copy_image` reports."""
+
+
+@attrs.frozen
+class CopyStarted(ProgressEvent):
+    """The copy began; ``source`` and ``destination`` are ``transport:details`` strings."""
+
+    source: str
+    destination: str
+
+
+@attrs.frozen
+class ManifestConverted(ProgressEvent):
+    """A manifest is written in another format than the source's."""
+
+    from_type: str
+    to_type: str
+    #: Why: the format was forced, the destination does not accept the source's type, ...
+    reason: str
+    #: The source digest of the converted manifest.
+    digest: Digest
+
+
+@attrs.frozen
+class BlobStarted(ProgressEvent):
+    """A blob transfer began."""
+
+    descriptor: Descriptor
+
+
+@attrs.frozen
+class BlobProgress(ProgressEvent):
+    """Bytes of a blob transferred so far (about every :data:`PROGRESS_INTERVAL` bytes)."""
+
+    descriptor: Descriptor
+    bytes_done: int
+
+
+@attrs.frozen
+class BlobSkipped(ProgressEvent):
+    """A blob was not transferred.
+
+    ``reason`` is ``"present"`` when the destination already has it, ``"foreign"`` for a layer
+    with URLs that the destination keeps as a reference.
+    """
+
+    descriptor: Descriptor
+    reason: Literal["present", "foreign"] = "present"
+
+
+@attrs.frozen
+class BlobDone(ProgressEvent):
+    """A blob was transferred and verified; ``size`` bytes were copied."""
+
+    descriptor: Descriptor
+    size: int
+
+
+@attrs.frozen
+class ManifestWritten(ProgressEvent):
+    """A manifest was written: an instance of an index when ``instance`` is True."""
+
+    digest: Digest
+    media_type: str
+    instance: bool = False
+
+
+@attrs.frozen
+class CopyDone(ProgressEvent):
+    """The copy was committed."""
+
+    result: CopyResult
+
+
+class EventCollector:
+    """A progress callback that keeps every event in :attr:`events` (thread-safe).
+
+    ``collector = EventCollector(); copy_image(a, b, CopyOptions(progress=collector))``.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.events: list[ProgressEvent] = []
+
+    def __call__(self, event: ProgressEvent) -> None:
+        with self._lock:
+            self.events.append(event)
+
+    def of_type(self, kind: type[ProgressEvent]) -> list[ProgressEvent]:
+        """The events that are instances of ``kind``, in order."""
+        with self._lock:
+            return [e for e in self.events if isinstance(e, kind)]
+
+
+class _Emitter:
+    """Calls the user's callback, one call at a time, from whichever thread reports."""
+
+    def __init__(self, callback: Callable[[ProgressEvent], None] | None) -> None:
+        self._callback = callback
+        self._lock = threading.Lock()
+
+    @property
+    def active(self) -> bool:
+        return self._callback is not None
+
+    def __call__(self, event: ProgressEvent) -> None:
+        if self._callback is not None:
+            with self._lock:
+                self._callback(event)
+
+
+class CopyCancelled(Exception):
+    """Raised inside a worker whose transfer is abandoned because another one failed."""
+
+
+class ProgressReader(VerifyingReader):
+    """Passes a source's verifying reader through, reporting progress and honouring cancel.
+
+    Why a ``VerifyingReader`` subclass that does not hash: destinations pass what they receive
+    through :func:`~imagetypes.digest.verify_stream`, which returns a ``VerifyingReader`` with
+    the same expectations as it is and wraps anything else in a new one, hashing each byte a
+    second time. This class is such a reader, with the expectations of the source's reader,
+    but it delegates reading, hashing and the EOF check to that reader, so every byte is hashed
+    exactly once while the destination still receives a stream that fails on corrupt content.
+    """
+
+    def __init__(
+        self,
+        inner: VerifyingReader,
+        descriptor: Descriptor,
+        emit: _Emitter,
+        cancel: threading.Event,
+    ) -> None:
+        super().__init__(inner, inner.expected_digest, inner.expected_size)
+        self._inner = inner
+        self._descriptor = descriptor
+        self._emit = emit
+        self._cancel = cancel
+        self._reported = 0
+
+    def read(self, size: int = -1, /) -> bytes:
+        if self._cancel.is_set():
+            raise CopyCancelled(f"copy of {self._descriptor.digest} abandoned")
+        data = self._inner.read(size)
+        if self._emit.active:
+            done = self._inner.size
+            if (data and done - self._reported >= PROGRESS_INTERVAL) or (
+                not data and done != self._reported
+            ):
+                self._reported = done
+                self._emit(BlobProgress(self._descriptor, done))
+        return data
+
+    @property
+    def finished(self) -> bool:
+        return self._inner.finished
+
+    @property
+    def digest(self) -> Digest:
+        return self._inner.digest
+
+    @property
+    def size(self) -> int:
+        return self._inner.size
