@@ -1,0 +1,423 @@
+"""The ``imagetypes`` command: skopeo-like copy, inspect, manifest-digest and transports.
+
+The command is a thin layer: it maps flags to the library's option objects and prints what the
+library returns. Exit status: 0 on success, 1 when an operation fails (one line on stderr,
+``imagetypes: error: ...``; ``--debug`` adds the traceback), 2 for usage errors, 130 when
+interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+
+from .. import __version__
+from ..errors import ImageError
+from ..platform import Platform
+from ..plugins import list_transports
+from ..types import Credentials, TransportOptions
+from . import _gojson
+
+__all__ = ["main"]
+
+PROG = "imagetypes"
+
+log = logging.getLogger("imagetypes.cli")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command with ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
+    parser = _build_parser()
+    try:
+        args = parser.parse_args(_bare_bool_flags(sys.argv[1:] if argv is None else argv))
+    except SystemExit as e:  # --help, --version, usage errors
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+    debug = bool(getattr(args, "debug", False))
+    previous_level = logging.getLogger("imagetypes").level
+    handler = _setup_logging(debug)
+    try:
+        command: Callable[[argparse.Namespace], int] = args.command
+        return command(args)
+    except KeyboardInterrupt:
+        sys.stderr.write("\n")
+        return 130
+    except BrokenPipeError:
+        # The reader went away (``imagetypes inspect ... | head``): not worth a message.
+        _silence_stdout()
+        return 1
+    except (ImageError, OSError) as e:
+        if debug:
+            traceback.print_exc(file=sys.stderr)
+        sys.stderr.write(f"{PROG}: error: {_one_line(e)}\n")
+        return 1
+    finally:
+        logger = logging.getLogger("imagetypes")
+        logger.removeHandler(handler)
+        if debug:
+            logger.setLevel(previous_level)
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+_BOOL_FLAGS = frozenset({"--tls-verify", "--src-tls-verify", "--dest-tls-verify"})
+
+
+def _bare_bool_flags(argv: Sequence[str]) -> list[str]:
+    """Spell a bare ``--tls-verify`` as ``--tls-verify=true``.
+
+    As in skopeo, the flag alone means true and a value needs ``=`` (``--tls-verify=false``),
+    so an image name after a bare flag is never taken for its value.
+    """
+    out: list[str] = []
+    for i, arg in enumerate(argv):
+        if arg == "--":
+            return out + list(argv[i:])
+        out.append(f"{arg}=true" if arg in _BOOL_FLAGS else arg)
+    return out
+
+
+class _PlainFormatter(logging.Formatter):
+    """``imagetypes: warning: message``, like the error lines."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{PROG}: {record.levelname.lower()}: {record.getMessage()}"
+
+
+def _setup_logging(debug: bool) -> logging.Handler:
+    """Show the library's warnings (and with ``--debug`` everything) on stderr."""
+    handler = logging.StreamHandler(sys.stderr)
+    if debug:
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    else:
+        handler.setFormatter(_PlainFormatter())
+        handler.setLevel(logging.WARNING)
+    logger = logging.getLogger("imagetypes")
+    logger.addHandler(handler)
+    if debug:
+        logger.setLevel(logging.DEBUG)
+    return handler
+
+
+def _one_line(error: BaseException) -> str:
+    message = str(error) or type(error).__name__
+    cause = error.__cause__
+    if cause is not None and str(cause) and str(cause) not in message:
+        message = f"{message}: {cause}"
+    return " ".join(message.split())
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass  # stdout is not a real file (captured); nothing to silence
+
+
+def _write_stdout(data: bytes) -> None:
+    sys.stdout.flush()
+    buffer = getattr(sys.stdout, "buffer", None)
+    if buffer is not None:
+        buffer.write(data)
+        buffer.flush()
+    else:
+        sys.stdout.write(data.decode("utf-8", errors="replace"))
+        sys.stdout.flush()
+
+
+def _print_json(obj: object) -> None:
+    _write_stdout((_gojson.dumps(obj) + "\n").encode("utf-8"))
+
+
+def _platform_arg(text: str) -> Platform:
+    try:
+        return Platform.parse(text)
+    except ImageError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _bool_arg(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"invalid boolean value {text!r}")
+
+
+def _credentials_arg(text: str) -> Credentials:
+    try:
+        return Credentials.parse(text)
+    except ImageError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _override_platform(args: argparse.Namespace) -> Platform | None:
+    os_name = getattr(args, "override_os", None)
+    arch = getattr(args, "override_arch", None)
+    variant = getattr(args, "override_variant", None)
+    if not (os_name or arch or variant):
+        return None
+    current = Platform.current()
+    return Platform(
+        os_name or current.os,
+        arch or current.architecture,
+        variant if variant else (current.variant if not arch else None),
+    )
+
+
+def _transport_options(args: argparse.Namespace, prefix: str = "") -> TransportOptions:
+    def get(name: str) -> object:
+        return getattr(args, prefix + name, None)
+
+    tls_verify = get("tls_verify")
+    creds = get("creds")
+    return TransportOptions(
+        platform=_override_platform(args),
+        tls_verify=tls_verify if isinstance(tls_verify, bool) else None,
+        credentials=creds if isinstance(creds, Credentials) else None,
+        authfile=str(get("authfile")) if get("authfile") else None,
+        cert_dir=str(get("cert_dir")) if get("cert_dir") else None,
+        no_creds=bool(get("no_creds")),
+        registry_token=str(get("registry_token")) if get("registry_token") else None,
+    )
+
+
+# -- commands ---------------------------------------------------------------------------------
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from ..image import open_image, read_manifest
+
+    options = _transport_options(args)
+    if args.raw and not args.config:
+        raw, _media_type = read_manifest(args.image, options=options)
+        _write_stdout(raw)
+        return 0
+    with open_image(args.image, options=options) as image:
+        if args.config and args.raw:
+            _write_stdout(image.raw_config())
+        elif args.config:
+            _print_json(image.oci_config())
+        else:
+            _print_json(image.inspect(list_tags=not args.no_tags))
+    return 0
+
+
+def _cmd_copy(args: argparse.Namespace) -> int:
+    from ..copy import CopyOptions, InstanceSelection, ProgressEvent, copy_image
+    from ._progress import LineProgress, TerminalProgress
+
+    instances: InstanceSelection | str
+    if args.all:
+        instances = "all"
+    elif args.platform:
+        instances = tuple(args.platform)
+    else:
+        instances = args.multi_arch or "system"
+    renderer: LineProgress | TerminalProgress | None = None
+    if not args.quiet:
+        renderer = TerminalProgress(sys.stderr) if sys.stderr.isatty() else LineProgress(sys.stderr)
+    progress: Callable[[ProgressEvent], None] | None = renderer
+    options = CopyOptions(
+        instances=instances,
+        format=args.format,
+        progress=progress,
+        source_options=_transport_options(args, "src_"),
+        destination_options=_transport_options(args, "dest_"),
+        remove_signatures=args.remove_signatures,
+    )
+    try:
+        result = copy_image(args.source, args.destination, options)
+    finally:
+        if isinstance(renderer, TerminalProgress):
+            renderer.close()
+    if args.digestfile:
+        with open(args.digestfile, "w", encoding="utf-8") as f:
+            f.write(str(result.manifest_digest))
+    return 0
+
+
+def _cmd_manifest_digest(args: argparse.Namespace) -> int:
+    from ..image import manifest_digest
+
+    with open(args.file, "rb") as f:
+        data = f.read()
+    _write_stdout(f"{manifest_digest(data)}\n".encode())
+    return 0
+
+
+def _cmd_transports(args: argparse.Namespace) -> int:
+    infos = list_transports()
+    width = max((len(i.name) for i in infos), default=0)
+    lines = "".join(f"{i.name:<{width}}  {i.origin}\n" for i in infos)
+    _write_stdout(lines.encode("utf-8"))
+    return 0
+
+
+# -- the parser -------------------------------------------------------------------------------
+
+
+def _global_flags(*, top: bool) -> argparse.ArgumentParser:
+    """Flags accepted before the subcommand (as skopeo's) and, for convenience, after it.
+
+    The subcommands' copies default to SUPPRESS so they never overwrite a value given before
+    the subcommand.
+    """
+    default: object = None if top else argparse.SUPPRESS
+    flags = argparse.ArgumentParser(add_help=False)
+    group = flags.add_argument_group("global options")
+    group.add_argument(
+        "--debug",
+        action="store_true",
+        default=False if top else argparse.SUPPRESS,
+        help="log debug messages and show tracebacks of errors",
+    )
+    group.add_argument(
+        "--override-os",
+        metavar="OS",
+        default=default,
+        help="use OS instead of this machine's when choosing an image",
+    )
+    group.add_argument(
+        "--override-arch",
+        metavar="ARCH",
+        default=default,
+        help="use ARCH instead of this machine's when choosing an image",
+    )
+    group.add_argument(
+        "--override-variant",
+        metavar="VARIANT",
+        default=default,
+        help="use VARIANT instead of this machine's when choosing an image",
+    )
+    return flags
+
+
+def _access_flags(parser: argparse.ArgumentParser, prefix: str, what: str) -> None:
+    """Credentials and TLS flags for one side (``--creds`` or ``--src-creds`` ...)."""
+    dest = prefix.replace("-", "_")
+    parser.add_argument(
+        f"--{prefix}creds",
+        dest=f"{dest}creds",
+        metavar="USER[:PASS]",
+        type=_credentials_arg,
+        help=f"credentials for the {what} registry",
+    )
+    parser.add_argument(
+        f"--{prefix}authfile",
+        dest=f"{dest}authfile",
+        metavar="PATH",
+        help=f"auth.json with credentials for the {what} registry",
+    )
+    parser.add_argument(
+        f"--{prefix}cert-dir",
+        dest=f"{dest}cert_dir",
+        metavar="DIR",
+        help=f"certificates (*.crt, *.cert, *.key) for the {what} registry",
+    )
+    parser.add_argument(
+        f"--{prefix}no-creds",
+        dest=f"{dest}no_creds",
+        action="store_true",
+        help=f"access the {what} registry without credentials",
+    )
+    parser.add_argument(
+        f"--{prefix}registry-token",
+        dest=f"{dest}registry_token",
+        metavar="TOKEN",
+        help=f"bearer token for the {what} registry",
+    )
+    parser.add_argument(
+        f"--{prefix}tls-verify",
+        dest=f"{dest}tls_verify",
+        metavar="BOOL",
+        type=_bool_arg,
+        help=f"require HTTPS and verify certificates of the {what} registry",
+    )
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Move and inspect container images in registries, OCI layouts and folders.",
+        parents=[_global_flags(top=True)],
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} version {__version__}")
+    sub = parser.add_subparsers(dest="subcommand", metavar="COMMAND", required=True)
+    common = [_global_flags(top=False)]
+
+    p = sub.add_parser(
+        "copy",
+        parents=common,
+        help="copy an image from SOURCE to DESTINATION",
+        description="Copy an image (or images of an index) from SOURCE to "
+        "DESTINATION, e.g. imagetypes copy oci:./layout:1.0 dir:./out",
+    )
+    p.add_argument("source", metavar="SOURCE")
+    p.add_argument("destination", metavar="DESTINATION")
+    selection = p.add_mutually_exclusive_group()
+    selection.add_argument(
+        "-a", "--all", action="store_true", help="copy every image of an index, and the index"
+    )
+    selection.add_argument(
+        "--platform",
+        action="append",
+        type=_platform_arg,
+        metavar="OS/ARCH[/VARIANT]",
+        help="copy the image for this platform from an index (repeatable)",
+    )
+    selection.add_argument(
+        "--multi-arch",
+        choices=("system", "all"),
+        help="which images of an index to copy (default: system)",
+    )
+    p.add_argument(
+        "-f",
+        "--format",
+        choices=("oci", "v2s2"),
+        help="manifest format to write (default: keep the source's if possible)",
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="report no progress")
+    p.add_argument("--remove-signatures", action="store_true", help="do not copy signatures")
+    p.add_argument(
+        "--digestfile", metavar="PATH", help="write the digest of the written manifest to PATH"
+    )
+    _access_flags(p, "src-", "source")
+    _access_flags(p, "dest-", "destination")
+    p.set_defaults(command=_cmd_copy)
+
+    p = sub.add_parser(
+        "inspect",
+        parents=common,
+        help="print what an image is made of",
+        description="Print information about an image as JSON, as skopeo inspect does.",
+    )
+    p.add_argument("image", metavar="IMAGE")
+    p.add_argument(
+        "--raw",
+        action="store_true",
+        help="print the manifest (or, with --config, the config) bytes as stored",
+    )
+    p.add_argument("--config", action="store_true", help="print the image config")
+    p.add_argument(
+        "-n",
+        "--no-tags",
+        action="store_true",
+        help="do not list the repository's tags (RepoTags) for an image in a registry",
+    )
+    _access_flags(p, "", "image's")
+    p.set_defaults(command=_cmd_inspect)
+
+    p = sub.add_parser("manifest-digest", parents=common, help="print a manifest file's digest")
+    p.add_argument("file", metavar="FILE")
+    p.set_defaults(command=_cmd_manifest_digest)
+
+    p = sub.add_parser("transports", parents=common, help="list the installed transports")
+    p.set_defaults(command=_cmd_transports)
+    return parser
