@@ -9,7 +9,7 @@ import attrs
 
 from .digest import Digest
 from .errors import ImageError, ManifestError
-from .platform import Platform
+from .platform import Platform, _str_tuple
 
 __all__ = ["BlobInfo", "Descriptor"]
 
@@ -38,7 +38,7 @@ class Descriptor:
     media_type: str
     digest: Digest
     size: int = attrs.field(validator=_non_negative)
-    urls: tuple[str, ...] = attrs.field(default=(), converter=tuple, kw_only=True)
+    urls: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple, kw_only=True)
     annotations: Mapping[str, str] = attrs.field(
         factory=dict, converter=_frozen_mapping, kw_only=True, hash=False
     )

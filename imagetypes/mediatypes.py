@@ -8,6 +8,7 @@ from typing import Any
 __all__ = [
     "DOCKER_CONFIG",
     "DOCKER_FOREIGN_LAYER",
+    "DOCKER_FOREIGN_UNCOMPRESSED_LAYER",
     "DOCKER_LAYER",
     "DOCKER_MANIFEST",
     "DOCKER_MANIFEST_LIST",
@@ -53,6 +54,7 @@ DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
 DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 DOCKER_UNCOMPRESSED_LAYER = "application/vnd.docker.image.rootfs.diff.tar"
 DOCKER_FOREIGN_LAYER = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
+DOCKER_FOREIGN_UNCOMPRESSED_LAYER = "application/vnd.docker.image.rootfs.foreign.diff.tar"
 
 #: Media types of single-image manifests.
 IMAGE_MANIFEST_TYPES: tuple[str, ...] = (

@@ -45,6 +45,10 @@ def _os(value: str) -> str:
     return value
 
 
+def _str_tuple(value: Iterable[str]) -> tuple[str, ...]:
+    return tuple(value)
+
+
 @attrs.frozen
 class Platform:
     """An operating system and CPU architecture (with variant) an image runs on.
@@ -58,7 +62,7 @@ class Platform:
     architecture: str = attrs.field(validator=lambda _i, _a, v: _os(v))
     variant: str | None = attrs.field(default=None, converter=_component)
     os_version: str | None = attrs.field(default=None, kw_only=True)
-    os_features: tuple[str, ...] = attrs.field(default=(), converter=tuple, kw_only=True)
+    os_features: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple, kw_only=True)
 
     @classmethod
     def parse(cls, text: str) -> Platform:
