@@ -135,11 +135,15 @@ class VerifyingReader:
         self._hasher = hashlib.new(algo)
         self._count = 0
         self._done = False
+        self._error: Exception | None = None
         self._digest: Digest | None = None
         self._description = description or (str(expected_digest) if expected_digest else "blob")
 
     # -- reading ---------------------------------------------------------------------------
     def read(self, size: int = -1, /) -> bytes:
+        if self._error is not None:
+            # A failed verification stays failed: never hand out an unverified EOF later.
+            raise self._error
         if self._done:
             return b""
         if size is None or size < 0:
@@ -153,11 +157,12 @@ class VerifyingReader:
         if data:
             self._count += len(data)
             if self.expected_size is not None and self._count > self.expected_size:
-                raise SizeMismatchError(
+                self._error = SizeMismatchError(
                     f"{self._description}: more than the expected {self.expected_size} bytes",
                     expected=self.expected_size,
                     actual=self._count,
                 )
+                raise self._error
             self._hasher.update(data)
             return data
         self._finish()
@@ -169,20 +174,23 @@ class VerifyingReader:
         return len(data)
 
     def _finish(self) -> None:
-        self._done = True
-        self._digest = Digest.from_hash(self._hasher)
+        actual = Digest.from_hash(self._hasher)
         if self.expected_size is not None and self._count != self.expected_size:
-            raise SizeMismatchError(
+            self._error = SizeMismatchError(
                 f"{self._description}: expected {self.expected_size} bytes, got {self._count}",
                 expected=self.expected_size,
                 actual=self._count,
             )
-        if self.expected_digest is not None and self._digest != self.expected_digest:
-            raise DigestMismatchError(
-                f"digest mismatch: expected {self.expected_digest}, got {self._digest}",
+            raise self._error
+        if self.expected_digest is not None and actual != self.expected_digest:
+            self._error = DigestMismatchError(
+                f"digest mismatch: expected {self.expected_digest}, got {actual}",
                 expected=self.expected_digest,
-                actual=self._digest,
+                actual=actual,
             )
+            raise self._error
+        self._digest = actual
+        self._done = True
 
     def read_to_end(self) -> Digest:
         """Consume (and discard) the rest of the stream; return the verified digest."""
