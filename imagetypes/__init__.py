@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from .copy import CopyOptions, CopyResult, EventCollector, ProgressEvent, copy_image
 from .descriptor import BlobInfo, Descriptor
-from .digest import Digest, VerifyingReader, verify_stream
+from .digest import Digest, Readable, VerifyingReader, verify_stream
 from .errors import (
     ArchiveError,
     BlobNotFoundError,
@@ -28,6 +29,20 @@ from .errors import (
     UnsupportedManifestTypeError,
     VerificationError,
 )
+from .image import Image, manifest_digest, open_image, read_manifest
+from .manifest import (
+    DockerManifest,
+    DockerManifestList,
+    DockerSchema1Manifest,
+    ImageConfig,
+    ImageManifest,
+    IndexManifest,
+    Manifest,
+    OCIIndex,
+    OCIManifest,
+    convert_manifest,
+    parse_manifest,
+)
 from .platform import Platform
 from .plugins import (
     TransportInfo,
@@ -35,7 +50,9 @@ from .plugins import (
     list_transports,
     parse_reference,
     register_transport,
+    reset_transports,
 )
+from .reference import Reference
 from .retry import RetryPolicy
 from .types import (
     Credentials,
@@ -59,28 +76,44 @@ __all__ = [
     "BlobInfo",
     "BlobNotFoundError",
     "CopyError",
+    "CopyOptions",
+    "CopyResult",
     "Credentials",
     "Descriptor",
     "DestinationCapabilities",
     "Digest",
     "DigestMismatchError",
+    "DockerManifest",
+    "DockerManifestList",
+    "DockerSchema1Manifest",
     "DuplicateTransportError",
+    "EventCollector",
+    "Image",
+    "ImageConfig",
     "ImageDestination",
     "ImageError",
+    "ImageManifest",
     "ImageReference",
     "ImageSource",
+    "IndexManifest",
     "InvalidDigestError",
     "InvalidPlatformError",
     "InvalidReferenceError",
     "LayerCompression",
     "LayoutError",
+    "Manifest",
     "ManifestError",
     "ManifestNotFoundError",
     "ManifestTooLargeError",
     "NotFoundError",
+    "OCIIndex",
+    "OCIManifest",
     "Platform",
     "PlatformMismatchError",
+    "ProgressEvent",
     "PutBlobOptions",
+    "Readable",
+    "Reference",
     "Registry",
     "Repository",
     "RetryPolicy",
@@ -97,9 +130,16 @@ __all__ = [
     "VerificationError",
     "VerifyingReader",
     "__version__",
+    "convert_manifest",
+    "copy_image",
     "get_transport",
     "list_transports",
+    "manifest_digest",
+    "open_image",
+    "parse_manifest",
     "parse_reference",
+    "read_manifest",
     "register_transport",
+    "reset_transports",
     "verify_stream",
 ]

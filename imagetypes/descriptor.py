@@ -69,6 +69,9 @@ class Descriptor:
             urls = obj.get("urls") or ()
             if not isinstance(urls, list | tuple) or not all(isinstance(u, str) for u in urls):
                 raise ManifestError("descriptor urls must be a list of strings")
+            for key in ("artifactType", "data"):
+                if key in obj and not isinstance(obj[key], str):
+                    raise ManifestError(f"descriptor {key} must be a string")
             return cls(
                 media_type,
                 Digest.parse(obj["digest"]),
