@@ -1,0 +1,53 @@
+"""copy_image() through a real registry: OCI layout -> registry -> OCI layout, all instances."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from imagebuilder import make_image, make_multiarch, write_oci_layout
+from registry_fixtures import RunningRegistry
+
+from imagetypes import TransportOptions
+from imagetypes.copy import CopyOptions, copy_image
+
+pytestmark = pytest.mark.integration
+
+INSECURE = TransportOptions(tls_verify=False)
+
+
+def test_copy_index_through_the_registry(registry: RunningRegistry, tmp_path: Path) -> None:
+    index = make_multiarch(60)
+    src = write_oci_layout(tmp_path / "src", {"v1": index})
+    dst = tmp_path / "dst"
+    name = f"docker://{registry.host}/copy/multi:v1"
+    up = copy_image(
+        f"oci:{src}:v1", name, CopyOptions(instances="all", destination_options=INSECURE)
+    )
+    assert up.manifest == index.manifest
+    down = copy_image(name, f"oci:{dst}:v1", CopyOptions(instances="all", source_options=INSECURE))
+    assert down.manifest == index.manifest
+    for img in index.images:
+        for digest, blob in img.blobs.items():
+            assert (dst / "blobs" / digest.algorithm / digest.hex).read_bytes() == blob
+    entry = json.loads((dst / "index.json").read_text())["manifests"][0]
+    assert entry["digest"] == str(index.digest)
+
+
+def test_second_copy_reuses_every_blob(registry: RunningRegistry, tmp_path: Path) -> None:
+    img = make_image(61, (20_000,))
+    src = write_oci_layout(tmp_path / "src", {"v1": img})
+    first = copy_image(
+        f"oci:{src}:v1",
+        f"docker://{registry.host}/copy/single:v1",
+        CopyOptions(destination_options=INSECURE),
+    )
+    assert first.blobs_copied == len(img.blobs)
+    again = copy_image(
+        f"oci:{src}:v1",
+        f"docker://{registry.host}/copy/single:v2",
+        CopyOptions(destination_options=INSECURE),
+    )
+    assert again.blobs_copied == 0
+    assert again.blobs_reused == len(img.blobs)

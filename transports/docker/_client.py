@@ -1,0 +1,989 @@
+"""A client for the distribution (OCI registry) HTTP API, on httpx.
+
+One :class:`RegistryClient` talks to one registry host for one purpose (a source, a
+destination, a catalog listing); it owns an ``httpx.Client`` with the host's TLS settings and a
+:class:`~._auth.RegistryAuth`. Every response is checked: bodies are read with a bound,
+manifests are verified against the digest asked for and the digest the registry claims, and
+error answers become typed errors carrying what the registry said.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import ssl
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import attrs
+import httpx
+
+from imagetypes import mediatypes as mt
+from imagetypes.descriptor import Descriptor
+from imagetypes.digest import CHUNK_SIZE, Digest, VerifyingReader
+from imagetypes.errors import (
+    DigestMismatchError,
+    ImageError,
+    InvalidDigestError,
+    ManifestError,
+    ManifestTooLargeError,
+    NotFoundError,
+)
+from imagetypes.retry import RetryPolicy
+from imagetypes.types import TransportOptions
+
+from ._auth import RegistryAuth, Scope
+from ._credentials import resolve_credentials
+from ._errors import (
+    AccessDeniedError,
+    AuthenticationError,
+    BlobUnknownError,
+    ManifestUnknownError,
+    RegistryConnectionError,
+    RegistryError,
+    RegistryTLSError,
+    RegistryUnsupportedError,
+    RepositoryNotFoundError,
+    TooManyRequestsError,
+    parse_error_details,
+)
+from ._tls import make_ssl_context
+
+__all__ = [
+    "DOCKER_HUB_DOMAIN",
+    "DOCKER_HUB_ENDPOINT",
+    "MAX_ERROR_BODY",
+    "MAX_MANIFEST_SIZE",
+    "MONOLITHIC_UPLOAD_LIMIT",
+    "UPLOAD_CHUNK_SIZE",
+    "BlobReader",
+    "ManifestInfo",
+    "RegistryClient",
+    "endpoint_host",
+]
+
+log = logging.getLogger(__name__)
+
+DOCKER_HUB_DOMAIN = "docker.io"
+DOCKER_HUB_ENDPOINT = "registry-1.docker.io"
+_DOCKER_HUB_INDEX = "index.docker.io"
+
+#: Bound on a manifest's size.
+MAX_MANIFEST_SIZE = 4 * 1024 * 1024
+#: Bound on an error body (and other small answers: tag lists pages, catalogs, referrers).
+MAX_ERROR_BODY = 1024 * 1024
+#: Bound on a page of tags, catalog or referrers.
+MAX_LIST_BODY = 4 * 1024 * 1024
+#: Blobs of known size below this are uploaded in one PUT; others in PATCH chunks.
+MONOLITHIC_UPLOAD_LIMIT = 8 * 1024 * 1024
+#: The size of each PATCH of a chunked upload (buffered, so that a failed one can be resent).
+UPLOAD_CHUNK_SIZE = 8 * 1024 * 1024
+
+_ACCEPT_MANIFESTS = ", ".join(mt.MANIFEST_TYPES)
+_OCTET = "application/octet-stream"
+_USER_AGENT = "imagetypes"
+_IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+# Generic content types some registries send instead of a manifest's own.
+_GENERIC_TYPES = frozenset({"", "application/json", "text/plain", _OCTET})
+
+
+def endpoint_host(domain: str) -> str:
+    """The host to contact for a reference's domain (``docker.io`` -> ``registry-1.docker.io``)."""
+    if domain in (DOCKER_HUB_DOMAIN, _DOCKER_HUB_INDEX):
+        return DOCKER_HUB_ENDPOINT
+    return domain
+
+
+@attrs.frozen
+class ManifestInfo:
+    """What a HEAD on a manifest tells: its digest, media type and size."""
+
+    digest: Digest
+    media_type: str
+    size: int
+
+
+_NotFound = type[RegistryError]
+
+
+def _quote_name(name: str) -> str:
+    return urllib.parse.quote(name, safe="/")
+
+
+class RegistryClient:
+    """The distribution API of one registry host.
+
+    ``host`` is ``HOST[:PORT]`` as it appears in image names (``docker.io`` is mapped to its
+    endpoint); ``repository`` is the repository whose credentials are used.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        options: TransportOptions | None = None,
+        *,
+        repository: str | None = None,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.options = options or TransportOptions()
+        self.host = host
+        self.endpoint = endpoint_host(host)
+        self.retry: RetryPolicy = self.options.retry
+        self._sleep = sleep
+        extra = self.options.extra
+        creds = resolve_credentials(host, repository, self.options)
+        self.auth = RegistryAuth(creds, registry_token=self.options.registry_token)
+        hooks: Mapping[str, list[Callable[..., Any]]] = extra.get("docker.event_hooks") or {}
+        self.upload_chunk_size = int(extra.get("docker.upload_chunk_size", UPLOAD_CHUNK_SIZE))
+        self.monolithic_limit = int(extra.get("docker.monolithic_limit", MONOLITHIC_UPLOAD_LIMIT))
+        timeout = float(extra.get("docker.timeout", 60.0))
+        self._http = httpx.Client(
+            auth=self.auth,
+            verify=make_ssl_context(self.endpoint, self.options),
+            follow_redirects=True,
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 30.0)),
+            headers={"User-Agent": _USER_AGENT},
+            event_hooks={k: list(v) for k, v in hooks.items()},
+            transport=transport or extra.get("docker.http_transport"),
+        )
+        self._base: str | None = None
+        self._base_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"<RegistryClient {self.host}>"
+
+    def close(self) -> None:
+        """Close the connections."""
+        self._http.close()
+
+    def __enter__(self) -> RegistryClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- endpoint ---------------------------------------------------------------------------
+    @property
+    def base_url(self) -> str:
+        """``https://HOST`` (or ``http://HOST`` for an insecure registry), found by a ping."""
+        with self._base_lock:
+            if self._base is None:
+                self._base = self._ping()
+            return self._base
+
+    def _ping(self) -> str:
+        schemes = ["https"]
+        if self.options.tls_verify is False:
+            schemes.append("http")
+        failures: list[str] = []
+        last: Exception | None = None
+        for scheme in schemes:
+            base = f"{scheme}://{self.endpoint}"
+            try:
+                response = self._send("GET", f"{base}/v2/", expect=(200, 401), retry=True)
+            except RegistryConnectionError as e:
+                failures.append(f"{scheme}: {e}")
+                last = e
+                continue
+            response.close()
+            return base
+        assert last is not None
+        cls = type(last) if isinstance(last, RegistryConnectionError) else RegistryConnectionError
+        raise cls(f"cannot reach registry {self.host}: " + "; ".join(failures)) from last
+
+    def url(self, path: str) -> str:
+        """The absolute URL of an API path (``/v2/...``)."""
+        return self.base_url + path
+
+    # -- requests --------------------------------------------------------------------------
+    def _send(
+        self,
+        method: str,
+        url: str | httpx.URL,
+        *,
+        expect: Sequence[int] = (200,),
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
+        content: bytes | None = None,
+        retry: bool | None = None,
+        what: str = "",
+        not_found: _NotFound = RegistryError,
+    ) -> httpx.Response:
+        """Send a request (retrying per policy when idempotent); return the streamed response.
+
+        A status outside ``expect`` raises the typed error; the caller closes the response.
+        """
+        retriable = method in _IDEMPOTENT if retry is None else retry
+        delays = iter(self.retry.delays() if retriable else ())
+        while True:
+            request = self._http.build_request(
+                method, url, headers=headers, params=params, content=content
+            )
+            # Messages name the URL without its query (upload state, tokens' parameters).
+            what = what or f"{method} {request.url.copy_with(query=None)}"
+            try:
+                response = self._http.send(request, stream=True)
+            except httpx.TransportError as e:
+                error = _connection_error(e, self.host, what)
+                # A TLS failure is a matter of configuration: trying again cannot help.
+                delay = None if isinstance(error, RegistryTLSError) else next(delays, None)
+                if delay is None:
+                    raise error from e
+                log.debug("retrying %s %s in %.2fs after %s", method, request.url, delay, e)
+                self._sleep(delay)
+                continue
+            status = response.status_code
+            if status in expect:
+                return response
+            if status in self.retry.statuses:
+                delay = next(delays, None)
+                if delay is not None:
+                    wait = self.retry.retry_after(status, response.headers.get("retry-after"))
+                    response.close()
+                    log.debug("retrying %s %s after HTTP %s", method, request.url, status)
+                    self._sleep(delay if wait is None else wait)
+                    continue
+            try:
+                body = read_bounded(response, MAX_ERROR_BODY)
+            except (ImageError, httpx.TransportError):
+                body = b""  # the status alone still makes a typed error
+            finally:
+                response.close()
+            raise _error_for(response, body, what, not_found)
+
+    def _read(self, response: httpx.Response, limit: int, what: str) -> bytes:
+        try:
+            return read_bounded(response, limit)
+        except _TooLarge as e:
+            raise ManifestTooLargeError(f"{what}: over {limit} bytes") from e
+        except httpx.TransportError as e:
+            raise _connection_error(e, self.host, what) from e
+
+    def _repo_url(self, repository: str, rest: str) -> str:
+        return self.url(f"/v2/{_quote_name(repository)}/{rest}")
+
+    # -- manifests -------------------------------------------------------------------------
+    def get_manifest(
+        self, repository: str, reference: str, *, accept: Sequence[str] = mt.MANIFEST_TYPES
+    ) -> tuple[bytes, str, Digest]:
+        """The manifest at ``reference`` (tag or digest): bytes, media type, digest.
+
+        The bytes are checked against the digest asked for and against the registry's
+        ``Docker-Content-Digest``.
+        """
+        what = f"manifest {self.host}/{repository}{_ref_suffix(reference)}"
+        response = self._send(
+            "GET",
+            self._repo_url(repository, f"manifests/{reference}"),
+            headers={"Accept": ", ".join(accept)},
+            what=f"reading {what}",
+            not_found=ManifestUnknownError,
+        )
+        try:
+            length = response.headers.get("content-length")
+            if length is not None and length.isdigit() and int(length) > MAX_MANIFEST_SIZE:
+                raise ManifestTooLargeError(f"{what} is {length} bytes, over {MAX_MANIFEST_SIZE}")
+            data = self._read(response, MAX_MANIFEST_SIZE, what)
+        finally:
+            response.close()
+        media_type = mt.normalize(response.headers.get("content-type", ""))
+        if media_type in _GENERIC_TYPES:
+            media_type = mt.detect_manifest_media_type(data) or media_type
+        digest = _check_manifest_digest(data, reference, response.headers, media_type, what)
+        return data, media_type, digest
+
+    def head_manifest(self, repository: str, reference: str) -> ManifestInfo:
+        """Digest, media type and size of the manifest at ``reference``, without its body."""
+        what = f"manifest {self.host}/{repository}{_ref_suffix(reference)}"
+        response = self._send(
+            "HEAD",
+            self._repo_url(repository, f"manifests/{reference}"),
+            headers={"Accept": _ACCEPT_MANIFESTS},
+            what=f"checking {what}",
+            not_found=ManifestUnknownError,
+        )
+        response.close()
+        header = response.headers.get("docker-content-digest")
+        if header is None:
+            if ":" in reference:  # tags cannot hold a colon: this is a digest
+                digest = Digest.parse(reference)
+            else:
+                # No digest in the answer: fetch the manifest and hash it.
+                data, media_type, digest = self.get_manifest(repository, reference)
+                return ManifestInfo(digest, media_type, len(data))
+        else:
+            digest = _parse_digest_header(header, what)
+        size = int(response.headers.get("content-length", "0") or 0)
+        media_type = mt.normalize(response.headers.get("content-type", ""))
+        return ManifestInfo(digest, media_type, size)
+
+    def put_manifest(
+        self, repository: str, reference: str, data: bytes, media_type: str
+    ) -> tuple[Digest, httpx.Headers]:
+        """Store a manifest under a tag or digest; return its digest and the answer's headers."""
+        if len(data) > MAX_MANIFEST_SIZE:
+            raise ManifestTooLargeError(
+                f"a manifest of {len(data)} bytes is over the {MAX_MANIFEST_SIZE} byte limit"
+            )
+        digest = Digest.from_bytes(data)
+        what = f"manifest {self.host}/{repository}{_ref_suffix(reference)}"
+        if reference.startswith(digest.algorithm + ":") and reference != str(digest):
+            raise DigestMismatchError(
+                f"writing {what}: the manifest's digest is {digest}",
+                expected=reference,
+                actual=digest,
+            )
+        response = self._send(
+            "PUT",
+            self._repo_url(repository, f"manifests/{reference}"),
+            headers={"Content-Type": media_type},
+            content=data,
+            expect=(200, 201, 202),
+            what=f"writing {what}",
+            not_found=ManifestUnknownError,
+        )
+        response.close()
+        header = response.headers.get("docker-content-digest")
+        if header is not None and _parse_digest_header(header, what) != digest:
+            raise DigestMismatchError(
+                f"writing {what}: the registry stored digest {header}, not {digest}",
+                expected=digest,
+                actual=header,
+            )
+        return digest, response.headers
+
+    def delete_manifest(self, repository: str, digest: Digest) -> None:
+        """Delete the manifest with that digest (and so every tag pointing at it)."""
+        what = f"manifest {self.host}/{repository}@{digest}"
+        response = self._send(
+            "DELETE",
+            self._repo_url(repository, f"manifests/{digest}"),
+            expect=(200, 202, 204),
+            what=f"deleting {what}",
+            not_found=ManifestUnknownError,
+        )
+        response.close()
+
+    # -- blobs -----------------------------------------------------------------------------
+    def blob_size(self, repository: str, digest: Digest) -> int | None:
+        """The blob's size if the repository has it, else ``None``."""
+        response = self._send(
+            "HEAD",
+            self._repo_url(repository, f"blobs/{digest}"),
+            expect=(200, 404),
+            what=f"checking blob {digest} in {self.host}/{repository}",
+        )
+        response.close()
+        if response.status_code == 404:
+            return None
+        length = response.headers.get("content-length")
+        return int(length) if length and length.isdigit() else -1
+
+    def open_blob(self, repository: str, digest: Digest, offset: int = 0) -> httpx.Response:
+        """A streamed GET of the blob (from ``offset``; a 200 means the range was ignored)."""
+        headers = {"Accept-Encoding": "identity"}
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
+        return self._send(
+            "GET",
+            self._repo_url(repository, f"blobs/{digest}"),
+            headers=headers,
+            expect=(200, 206),
+            what=f"reading blob {digest} from {self.host}/{repository}",
+            not_found=BlobUnknownError,
+        )
+
+    def blob_reader(
+        self, repository: str, digest: Digest, size: int | None = None, offset: int = 0
+    ) -> BlobReader:
+        """A raw stream of the blob that resumes a broken download where it stopped."""
+        return BlobReader(self, repository, digest, size, offset)
+
+    def mount_blob(self, repository: str, digest: Digest, source: str) -> bool:
+        """Mount a blob from another repository of this registry; ``True`` if it worked."""
+        self.auth.add_scope(Scope("repository", source, frozenset({"pull"})))
+        response = self._send(
+            "POST",
+            self._repo_url(repository, "blobs/uploads/"),
+            params={"mount": str(digest), "from": source},
+            expect=(201, 202),
+            what=f"mounting blob {digest} from {source} into {self.host}/{repository}",
+        )
+        response.close()
+        if response.status_code == 201:
+            return True
+        # 202: the registry could not mount and opened an upload instead; we do not want it.
+        location = response.headers.get("location")
+        if location:
+            self._cancel_upload(response.request.url, location)
+        return False
+
+    def upload_blob(
+        self, repository: str, stream: VerifyingReader, size: int | None = None
+    ) -> tuple[Digest, int]:
+        """Upload a blob read from a verifying ``stream``; return its digest and size.
+
+        Known sizes under :attr:`monolithic_limit` go in one PUT; others in PATCH chunks of
+        :attr:`upload_chunk_size`, each resent from where the registry says it stopped when a
+        chunk fails. The stream is read to its end (so verified) before the upload is
+        completed; a failure cancels the upload.
+        """
+        what = f"uploading a blob to {self.host}/{repository}"
+        response = self._send(
+            "POST", self._repo_url(repository, "blobs/uploads/"), expect=(202,), what=what
+        )
+        response.close()
+        location = _location(response, what)
+        try:
+            if size is not None and 0 <= size < self.monolithic_limit:
+                data = stream.read()
+                digest = stream.digest
+                final = self._finish_upload(location, digest, data, what)
+            else:
+                offset = 0
+                while chunk := _read_full(stream, self.upload_chunk_size):
+                    location = self._patch_chunk(location, chunk, offset, what)
+                    offset += len(chunk)
+                digest = stream.digest
+                final = self._finish_upload(location, digest, None, what)
+        except BaseException:
+            self._cancel_upload(response.request.url, location)
+            raise
+        header = final.headers.get("docker-content-digest")
+        if header is not None and _parse_digest_header(header, what) != digest:
+            raise DigestMismatchError(
+                f"{what}: the registry stored {header}, we sent {digest}",
+                expected=digest,
+                actual=header,
+            )
+        return digest, stream.size
+
+    def _finish_upload(
+        self, location: httpx.URL, digest: Digest, data: bytes | None, what: str
+    ) -> httpx.Response:
+        url = location.copy_merge_params({"digest": str(digest)})
+        headers = {"Content-Type": _OCTET}
+        response = self._send(
+            "PUT",
+            url,
+            headers=headers,
+            content=data if data is not None else b"",
+            expect=(201, 204),
+            # A PUT that closes an upload is not idempotent: a second one finds no upload.
+            retry=False,
+            what=what,
+        )
+        response.close()
+        return response
+
+    def _patch_chunk(self, location: httpx.URL, chunk: bytes, offset: int, what: str) -> httpx.URL:
+        delays = iter(self.retry.delays())
+        start = 0  # the first byte of chunk the registry does not have yet
+        end = offset + len(chunk) - 1
+        while True:
+            failure: BaseException
+            try:
+                response = self._send(
+                    "PATCH",
+                    location,
+                    headers={
+                        "Content-Type": _OCTET,
+                        "Content-Range": f"{offset + start}-{end}",
+                    },
+                    content=chunk[start:] if start else chunk,
+                    expect=(202,),
+                    retry=False,
+                    what=what,
+                )
+                response.close()
+                return _location(response, what)
+            except RegistryError as e:
+                if (
+                    not isinstance(e, RegistryConnectionError)
+                    and e.status not in self.retry.statuses
+                ):
+                    raise
+                failure = e
+            delay = next(delays, None)
+            if delay is None:
+                raise failure
+            self._sleep(delay)
+            # Ask how much arrived, and resend the rest of the chunk from there.
+            try:
+                location, have = self._upload_status(location, what)
+            except RegistryError as e:
+                # distribution refuses to resume an upload whose size moved past the offset
+                # its upload state recorded (a chunk that arrived but whose answer was lost).
+                raise RegistryError(
+                    f"{what}: the upload could not be resumed after {failure}: {e}",
+                    status=e.status,
+                    errors=e.errors,
+                ) from failure
+            if not offset <= have <= end + 1:
+                raise RegistryError(
+                    f"{what}: cannot resume: the registry has {have} bytes, "
+                    f"expected between {offset} and {end + 1}"
+                ) from failure
+            if have == end + 1:
+                return location
+            start = have - offset
+            log.debug("%s: resuming at byte %d after %s", what, have, failure)
+
+    def _upload_status(self, location: httpx.URL, what: str) -> tuple[httpx.URL, int]:
+        response = self._send("GET", location, expect=(204,), what=f"{what} (resuming)")
+        response.close()
+        have = _range_end(response.headers.get("range"))
+        return _location(response, what, default=location), have
+
+    def _cancel_upload(self, base: httpx.URL, location: httpx.URL | str) -> None:
+        url = base.join(str(location))
+        try:
+            response = self._send("DELETE", url, expect=(200, 202, 204, 404), retry=False)
+            response.close()
+        except ImageError as e:
+            # Cleanup after a failure: the registry expires abandoned uploads by itself, and
+            # the error the caller sees is the one that made us cancel.
+            log.debug("could not cancel upload %s: %s", url.copy_with(query=None), e)
+
+    # -- lists -----------------------------------------------------------------------------
+    def _paginate(
+        self, path: str, key: str, what: str, page_size: int | None, not_found: _NotFound
+    ) -> Iterator[str]:
+        url: httpx.URL | str = self.url(path)
+        params = {"n": str(page_size)} if page_size else None
+        while True:
+            response = self._send("GET", url, params=params, what=what, not_found=not_found)
+            try:
+                body = self._read(response, MAX_LIST_BODY, what)
+            finally:
+                response.close()
+            try:
+                obj = json.loads(body)
+                items = obj.get(key) or []
+            except (ValueError, AttributeError) as e:
+                raise RegistryError(f"{what}: the registry sent an invalid answer") from e
+            if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+                raise RegistryError(f"{what}: the registry sent an invalid {key!r} list")
+            yield from items
+            nxt = response.links.get("next", {}).get("url")
+            if not nxt or not items:
+                return
+            url = response.request.url.join(nxt)
+            params = None  # the next link carries its own query
+
+    def tags(self, repository: str, page_size: int | None = None) -> Iterator[str]:
+        """The repository's tags, page by page as they are consumed."""
+        return self._paginate(
+            f"/v2/{_quote_name(repository)}/tags/list",
+            "tags",
+            f"listing tags of {self.host}/{repository}",
+            page_size,
+            RepositoryNotFoundError,
+        )
+
+    def catalog(self, page_size: int | None = None) -> Iterator[str]:
+        """The registry's repositories, page by page as they are consumed."""
+        return self._paginate(
+            "/v2/_catalog",
+            "repositories",
+            f"listing repositories of {self.host}",
+            page_size,
+            RegistryUnsupportedError,
+        )
+
+    def referrers(
+        self, repository: str, digest: Digest, artifact_type: str | None = None
+    ) -> list[Descriptor]:
+        """Manifests whose ``subject`` is ``digest``: the referrers API, else the tag schema.
+
+        Registries without the API (a 404, or an answer that is no index) are asked for the
+        ``<alg>-<hex>`` fallback tag that OCI 1.1 clients maintain.
+        """
+        what = f"listing referrers of {self.host}/{repository}@{digest}"
+        params = {"artifactType": artifact_type} if artifact_type else None
+        response = self._send(
+            "GET",
+            self._repo_url(repository, f"referrers/{digest}"),
+            params=params,
+            headers={"Accept": mt.OCI_INDEX},
+            expect=(200, 404),
+            what=what,
+        )
+        try:
+            body = self._read(response, MAX_MANIFEST_SIZE, what)
+        finally:
+            response.close()
+        content_type = mt.normalize(response.headers.get("content-type", ""))
+        if response.status_code == 200 and content_type == mt.OCI_INDEX:
+            found = _index_descriptors(body, what)
+        else:
+            found = self.fallback_referrers(repository, digest)
+        if artifact_type:
+            found = [d for d in found if d.artifact_type == artifact_type]
+        return found
+
+    def fallback_referrers(self, repository: str, digest: Digest) -> list[Descriptor]:
+        """The referrers listed in the tag-schema index (``sha256-<hex>``); empty if none."""
+        try:
+            data, _, _ = self.get_manifest(repository, referrers_tag(digest), accept=[mt.OCI_INDEX])
+        except NotFoundError:
+            return []
+        return _index_descriptors(data, f"referrers index of {digest}")
+
+    # -- search ----------------------------------------------------------------------------
+    def search(self, term: str, limit: int = 25) -> Iterator[Mapping[str, Any]]:
+        """Docker Hub's ``/v1/search``; registries without it raise UnsupportedError."""
+        base = "https://index.docker.io" if self.endpoint == DOCKER_HUB_ENDPOINT else self.base_url
+        page = 1
+        while True:
+            response = self._send(
+                "GET",
+                f"{base}/v1/search",
+                params={"q": term, "n": str(limit), "page": str(page)},
+                expect=(200, 404, 405),
+                what=f"searching {self.host} for {term!r}",
+            )
+            try:
+                body = self._read(response, MAX_LIST_BODY, "search results")
+            finally:
+                response.close()
+            if response.status_code != 200:
+                raise RegistryUnsupportedError(
+                    f"{self.host} offers no search (HTTP {response.status_code} on /v1/search)",
+                    status=response.status_code,
+                )
+            try:
+                obj = json.loads(body)
+            except ValueError as e:
+                raise RegistryError(f"{self.host}: invalid search results") from e
+            results = obj.get("results") if isinstance(obj, dict) else None
+            if not isinstance(results, list):
+                raise RegistryError(f"{self.host}: invalid search results")
+            for item in results:
+                if isinstance(item, dict):
+                    yield item
+            pages = obj.get("num_pages")
+            if not results or not isinstance(pages, int) or page >= pages:
+                return
+            page += 1
+
+
+class BlobReader:
+    """A raw blob stream that, when the connection breaks, continues with a Range request.
+
+    Resumes follow the client's retry policy (one budget per blob). The bytes are not
+    verified here: :class:`~imagetypes.digest.VerifyingReader` around it checks the whole blob.
+    """
+
+    def __init__(
+        self,
+        client: RegistryClient,
+        repository: str,
+        digest: Digest,
+        size: int | None,
+        offset: int = 0,
+    ) -> None:
+        self._client = client
+        self._repository = repository
+        self._digest = digest
+        self._size = size if size is not None and size >= 0 else None
+        self._pos = offset
+        self._delays = iter(client.retry.delays())
+        self._buf = b""
+        self._bufpos = 0
+        self._eof = False
+        self._response: httpx.Response | None = None
+        self._chunks: Iterator[bytes] = iter(())
+        #: How many times the download was resumed.
+        self.resumes = 0
+        if self._size is not None and offset >= self._size:
+            self._eof = True
+        else:
+            self._open()
+
+    @property
+    def position(self) -> int:
+        """The offset in the blob of the next byte ``read`` returns."""
+        return self._pos
+
+    def _open(self) -> None:
+        response = self._client.open_blob(self._repository, self._digest, self._pos)
+        self._response = response
+        # Asked with Accept-Encoding: identity, so these are the raw bytes of the blob.
+        chunks = response.iter_bytes()
+        if self._pos and response.status_code == 200:
+            # The server ignored the range: skip what we already have.
+            chunks = _skip(chunks, self._pos)
+        elif response.status_code == 206:
+            start = _content_range_start(response.headers.get("content-range"))
+            if start != self._pos:
+                response.close()
+                raise RegistryError(
+                    f"reading blob {self._digest}: asked for bytes from {self._pos}, "
+                    f"the registry sent from {start}"
+                )
+        self._chunks = chunks
+
+    def _resume(self, cause: BaseException | None) -> None:
+        if self._response is not None:
+            self._response.close()
+        delay = next(self._delays, None)
+        if delay is None:
+            text = f": {cause}" if cause else " (the connection closed early)"
+            raise RegistryConnectionError(
+                f"reading blob {self._digest} from {self._client.host}/{self._repository} "
+                f"broke at byte {self._pos}{text}"
+            ) from cause
+        log.debug("blob %s: resuming at byte %d after %s", self._digest, self._pos, cause)
+        self._client._sleep(delay)
+        self.resumes += 1
+        self._open()
+
+    def _fill(self) -> bool:
+        while True:
+            try:
+                chunk = next(self._chunks)
+            except StopIteration:
+                if self._size is not None and self._pos < self._size:
+                    self._resume(None)
+                    continue
+                return False
+            except httpx.TransportError as e:
+                self._resume(e)
+                continue
+            if chunk:
+                self._buf = chunk
+                self._bufpos = 0
+                return True
+
+    def read(self, size: int = -1, /) -> bytes:
+        if size is None or size < 0:
+            parts = []
+            while part := self.read(CHUNK_SIZE):
+                parts.append(part)
+            return b"".join(parts)
+        if self._eof or size == 0:
+            return b""
+        if self._bufpos >= len(self._buf) and not self._fill():
+            self._eof = True
+            self.close()
+            return b""
+        end = min(len(self._buf), self._bufpos + size)
+        if self._bufpos == 0 and end == len(self._buf):
+            out = self._buf
+        else:
+            out = self._buf[self._bufpos : end]
+        self._bufpos = end
+        self._pos += len(out)
+        return out
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        if self._response is not None:
+            self._response.close()
+            self._response = None
+
+    def __enter__(self) -> BlobReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# -- helpers ---------------------------------------------------------------------------------
+class _TooLarge(RegistryError):
+    pass
+
+
+def read_bounded(response: httpx.Response, limit: int) -> bytes:
+    """The (decoded) body of a streamed response, refusing more than ``limit`` bytes."""
+    parts: list[bytes] = []
+    total = 0
+    for chunk in response.iter_bytes():
+        total += len(chunk)
+        if total > limit:
+            response.close()
+            raise _TooLarge(f"{response.request.url.copy_with(query=None)}: over {limit} bytes")
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def _skip(chunks: Iterator[bytes], count: int) -> Iterator[bytes]:
+    for chunk in chunks:
+        if count >= len(chunk):
+            count -= len(chunk)
+            continue
+        yield chunk[count:] if count else chunk
+        count = 0
+
+
+def _read_full(stream: VerifyingReader, size: int) -> bytes:
+    parts: list[bytes] = []
+    have = 0
+    while have < size:
+        data = stream.read(min(CHUNK_SIZE, size - have))
+        if not data:
+            break
+        parts.append(data)
+        have += len(data)
+    return b"".join(parts)
+
+
+def _location(response: httpx.Response, what: str, default: httpx.URL | None = None) -> httpx.URL:
+    value = response.headers.get("location")
+    if not value:
+        if default is not None:
+            return default
+        raise RegistryError(f"{what}: the registry sent no upload Location")
+    return response.request.url.join(value)
+
+
+def _range_end(header: str | None) -> int:
+    """The number of bytes an upload holds, from its ``Range: 0-<last>`` header."""
+    if not header:
+        return 0
+    _, _, last = header.replace("bytes=", "").partition("-")
+    try:
+        end = int(last)
+    except ValueError:
+        return 0
+    # distribution answers "0-0" for an empty upload (and, ambiguously, for one byte).
+    return 0 if end <= 0 else end + 1
+
+
+def _content_range_start(header: str | None) -> int | None:
+    if not header:
+        return None
+    text = header.strip()
+    if text.startswith("bytes"):
+        text = text[len("bytes") :].strip()
+    start, _, _ = text.partition("-")
+    try:
+        return int(start)
+    except ValueError:
+        return None
+
+
+def referrers_tag(digest: Digest) -> str:
+    """The fallback tag that lists the referrers of ``digest`` (``sha256-<hex>``)."""
+    return f"{digest.algorithm}-{digest.hex}"
+
+
+def _index_descriptors(data: bytes, what: str) -> list[Descriptor]:
+    try:
+        obj = json.loads(data)
+    except ValueError as e:
+        raise ManifestError(f"{what}: not JSON") from e
+    items = obj.get("manifests") if isinstance(obj, dict) else None
+    if not isinstance(items, list):
+        raise ManifestError(f"{what}: not an index")
+    return [Descriptor.from_dict(item) for item in items]
+
+
+def _ref_suffix(reference: str) -> str:
+    return f"@{reference}" if ":" in reference else f":{reference}"
+
+
+def _parse_digest_header(value: str, what: str) -> Digest:
+    try:
+        return Digest.parse(value.strip())
+    except InvalidDigestError as e:
+        raise RegistryError(f"{what}: the registry sent an invalid digest {value!r}") from e
+
+
+def _check_manifest_digest(
+    data: bytes, reference: str, headers: httpx.Headers, media_type: str, what: str
+) -> Digest:
+    asked: Digest | None = None
+    if ":" in reference:
+        asked = Digest.parse(reference)
+    actual = Digest.from_bytes(data, asked.algorithm if asked else "sha256")
+    if asked is not None and actual != asked:
+        raise DigestMismatchError(
+            f"{what}: the registry sent content with digest {actual}", expected=asked, actual=actual
+        )
+    header = headers.get("docker-content-digest")
+    # A signed schema 1 manifest's digest covers its payload without the signatures.
+    if header is not None and media_type != mt.DOCKER_SCHEMA1_SIGNED_MANIFEST:
+        claimed = _parse_digest_header(header, what)
+        check = (
+            actual
+            if claimed.algorithm == actual.algorithm
+            else Digest.from_bytes(data, claimed.algorithm)
+        )
+        if claimed != check:
+            raise DigestMismatchError(
+                f"{what}: the registry says its digest is {claimed}, the content's is {check}",
+                expected=claimed,
+                actual=check,
+            )
+    return asked or actual
+
+
+def _connection_error(e: httpx.TransportError, host: str, what: str) -> RegistryConnectionError:
+    text = str(e) or type(e).__name__
+    cause: BaseException | None = e
+    while cause is not None:
+        if isinstance(cause, ssl.SSLError):
+            if isinstance(cause, ssl.SSLCertVerificationError):
+                hint = " (trust its CA with cert_dir or certs.d, or use tls_verify=False)"
+            else:
+                hint = " (a registry speaking plain http needs tls_verify=False)"
+            return RegistryTLSError(f"{what}: TLS with {host} failed: {text}{hint}")
+        cause = cause.__cause__ or cause.__context__
+    if "CERTIFICATE_VERIFY_FAILED" in text or "WRONG_VERSION_NUMBER" in text:
+        return RegistryTLSError(f"{what}: TLS with {host} failed: {text}")
+    return RegistryConnectionError(f"{what}: {text}")
+
+
+_CODE_CLASSES: dict[str, type[RegistryError]] = {
+    "UNAUTHORIZED": AuthenticationError,
+    "DENIED": AccessDeniedError,
+    "TOOMANYREQUESTS": TooManyRequestsError,
+    "UNSUPPORTED": RegistryUnsupportedError,
+    "MANIFEST_UNKNOWN": ManifestUnknownError,
+    "BLOB_UNKNOWN": BlobUnknownError,
+    "NAME_UNKNOWN": RepositoryNotFoundError,
+}
+_STATUS_CLASSES: dict[int, type[RegistryError]] = {
+    401: AuthenticationError,
+    403: AccessDeniedError,
+    429: TooManyRequestsError,
+    405: RegistryUnsupportedError,
+}
+_NOT_FOUND_CODES = frozenset({"MANIFEST_UNKNOWN", "BLOB_UNKNOWN", "NAME_UNKNOWN"})
+
+
+def _error_for(
+    response: httpx.Response, body: bytes, what: str, not_found: _NotFound
+) -> RegistryError:
+    details = parse_error_details(body)
+    status = response.status_code
+    said = "; ".join(str(d) for d in details)
+    if not said:
+        said = f"HTTP {status} {response.reason_phrase}".strip()
+        snippet = body[:200].decode("utf-8", "replace").strip()
+        if snippet and snippet.isprintable():
+            said += f": {snippet}"
+    codes = {d.code for d in details}
+    cls: type[RegistryError]
+    if status in _STATUS_CLASSES:
+        cls = _STATUS_CLASSES[status]
+    elif status == 404 or codes & _NOT_FOUND_CODES:
+        cls = not_found if not_found is not RegistryError else _by_code(codes, RegistryError)
+    else:
+        cls = _by_code(codes, RegistryError)
+    return cls(f"{what}: {said}", status=status, errors=details)
+
+
+def _by_code(codes: set[str], default: type[RegistryError]) -> type[RegistryError]:
+    for code, cls in _CODE_CLASSES.items():
+        if code in codes:
+            return cls
+    return default

@@ -1,0 +1,230 @@
+"""Writing an image to a registry."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from imagetypes import mediatypes as mt
+from imagetypes.descriptor import BlobInfo, Descriptor
+from imagetypes.digest import Digest, Readable, verify_stream
+from imagetypes.errors import DigestMismatchError, ImageError, NotFoundError
+from imagetypes.types import (
+    DestinationCapabilities,
+    ImageDestination,
+    ImageReference,
+    PutBlobOptions,
+    TransportOptions,
+)
+
+from ._client import MAX_MANIFEST_SIZE, RegistryClient, referrers_tag
+
+if TYPE_CHECKING:
+    from imagetypes.reference import Reference
+
+    from ._reference import DockerReference
+
+__all__ = ["MOUNT_FROM_OPTION", "DockerImageDestination"]
+
+#: ``TransportOptions.extra`` key: repositories (names, or references on the same registry) to
+#: try mounting blobs from before uploading them.
+MOUNT_FROM_OPTION = "docker.mount_from"
+
+_MANIFEST_TYPES = (mt.OCI_MANIFEST, mt.DOCKER_MANIFEST, mt.OCI_INDEX, mt.DOCKER_MANIFEST_LIST)
+
+
+class DockerImageDestination(ImageDestination):
+    """Writes an image to a registry repository.
+
+    Blobs are uploaded as they come (a registry keeps them invisible until a manifest refers to
+    them); instance manifests are stored by digest; the top manifest is held back and stored
+    under the tag (or digest) only by :meth:`commit`, so closing without commit leaves the tag
+    as it was.
+
+    Before uploading a blob, :meth:`try_reusing_blob` checks whether the repository has it and
+    tries to mount it from the repositories given by :meth:`add_mount_source` or the
+    ``docker.mount_from`` option.
+    """
+
+    def __init__(self, reference: DockerReference, options: TransportOptions | None = None) -> None:
+        self._reference = reference
+        self._options = options or TransportOptions()
+        self._client = RegistryClient(
+            reference.registry_host, self._options, repository=reference.repository
+        )
+        self._lock = threading.Lock()
+        self._mount_sources: list[str] = []
+        self._top: tuple[bytes, str] | None = None
+        self._committed = False
+        for source in _as_list(self._options.extra.get(MOUNT_FROM_OPTION) or ()):
+            self.add_mount_source(source)
+
+    @property
+    def reference(self) -> DockerReference:
+        return self._reference
+
+    @property
+    def client(self) -> RegistryClient:
+        """The registry client this destination writes through."""
+        return self._client
+
+    @property
+    def capabilities(self) -> DestinationCapabilities:
+        return DestinationCapabilities(
+            manifest_types=_MANIFEST_TYPES,
+            concurrent_blob_writes=True,
+            accepts_foreign_layers=True,
+        )
+
+    @property
+    def mount_sources(self) -> tuple[str, ...]:
+        """The repositories of this registry blobs are mounted from, in the order tried."""
+        with self._lock:
+            return tuple(self._mount_sources)
+
+    def add_mount_source(self, source: str | Reference | ImageReference) -> bool:
+        """Try mounting blobs from ``source`` before uploading them.
+
+        ``source`` is a repository name on this registry, or a reference (``Reference`` or a
+        ``docker://`` image reference). Returns ``False`` (and ignores it) when the source is
+        on another registry, where a mount cannot work.
+        """
+        if isinstance(source, ImageReference):
+            named = source.docker_reference
+            if named is None or source.transport.name != "docker":
+                return False
+            source = named
+        if isinstance(source, str):
+            repository = source
+        else:
+            if source.domain != self._reference.docker_reference.domain:
+                return False
+            repository = source.path
+        if repository == self._reference.repository:
+            return False
+        with self._lock:
+            if repository not in self._mount_sources:
+                self._mount_sources.append(repository)
+        return True
+
+    def try_reusing_blob(self, info: BlobInfo) -> Descriptor | None:
+        if info.digest is None:
+            return None
+        repo = self._reference.repository
+        size = self._client.blob_size(repo, info.digest)
+        if size is not None:
+            return _descriptor(info, info.digest, size)
+        for source in self.mount_sources:
+            if self._client.mount_blob(repo, info.digest, source):
+                size = (
+                    info.size
+                    if info.size is not None
+                    else self._client.blob_size(repo, info.digest)
+                )
+                return _descriptor(info, info.digest, size)
+        return None
+
+    def put_blob(
+        self, stream: Readable, info: BlobInfo, options: PutBlobOptions | None = None
+    ) -> Descriptor:
+        reader = verify_stream(stream, info.digest, info.size)
+        size = info.size if info.size is not None and info.size >= 0 else None
+        digest, written = self._client.upload_blob(self._reference.repository, reader, size)
+        return Descriptor(info.media_type, digest, written)
+
+    def put_manifest(
+        self, manifest: bytes, media_type: str, instance: Digest | None = None
+    ) -> None:
+        if len(manifest) > MAX_MANIFEST_SIZE:
+            from imagetypes.errors import ManifestTooLargeError
+
+            raise ManifestTooLargeError(
+                f"a manifest of {len(manifest)} bytes is over the {MAX_MANIFEST_SIZE} byte limit"
+            )
+        if instance is not None:
+            instance.verify(manifest)
+            self._put(str(instance), manifest, media_type)
+            return
+        wanted = self._reference.digest
+        if wanted is not None:
+            actual = Digest.from_bytes(manifest, wanted.algorithm)
+            if actual != wanted:
+                raise DigestMismatchError(
+                    f"{self._reference}: the manifest written has digest {actual}",
+                    expected=wanted,
+                    actual=actual,
+                )
+        with self._lock:
+            self._top = (bytes(manifest), media_type)
+
+    def commit(self) -> None:
+        with self._lock:
+            top = self._top
+        if top is None:
+            raise ImageError(f"{self._reference}: commit without a manifest")
+        self._put(self._reference.tag_or_digest, top[0], top[1])
+        self._committed = True
+
+    def _put(self, reference: str, manifest: bytes, media_type: str) -> None:
+        repo = self._reference.repository
+        digest, headers = self._client.put_manifest(repo, reference, manifest, media_type)
+        subject = _subject(manifest)
+        if subject is not None and "oci-subject" not in headers:
+            # No referrers API: keep the OCI 1.1 fallback tag's index up to date.
+            self._add_fallback_referrer(subject, manifest, media_type, digest)
+
+    def _add_fallback_referrer(
+        self, subject: Digest, manifest: bytes, media_type: str, digest: Digest
+    ) -> None:
+        repo = self._reference.repository
+        entry: dict[str, Any] = {
+            "mediaType": media_type,
+            "digest": str(digest),
+            "size": len(manifest),
+        }
+        obj = json.loads(manifest)
+        artifact_type = obj.get("artifactType") or (obj.get("config") or {}).get("mediaType")
+        if isinstance(artifact_type, str) and artifact_type:
+            entry["artifactType"] = artifact_type
+        if isinstance(obj.get("annotations"), dict) and obj["annotations"]:
+            entry["annotations"] = obj["annotations"]
+        tag = referrers_tag(subject)
+        try:
+            data, _, _ = self._client.get_manifest(repo, tag, accept=[mt.OCI_INDEX])
+            index = json.loads(data)
+        except NotFoundError:
+            index = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": []}
+        manifests = [m for m in index.get("manifests", []) if m.get("digest") != str(digest)]
+        manifests.append(entry)
+        index["manifests"] = manifests
+        body = json.dumps(index, separators=(",", ":")).encode()
+        self._client.put_manifest(repo, tag, body, mt.OCI_INDEX)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _descriptor(info: BlobInfo, digest: Digest, size: int | None) -> Descriptor:
+    if size is None or size < 0:
+        size = info.size if info.size is not None and info.size >= 0 else 0
+    return Descriptor(info.media_type, digest, size)
+
+
+def _subject(manifest: bytes) -> Digest | None:
+    try:
+        obj = json.loads(manifest)
+    except ValueError:
+        return None
+    subject = obj.get("subject") if isinstance(obj, dict) else None
+    if not isinstance(subject, dict) or not isinstance(subject.get("digest"), str):
+        return None
+    try:
+        return Digest.parse(subject["digest"])
+    except ImageError:
+        return None
+
+
+def _as_list(value: Iterable[str] | str) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
