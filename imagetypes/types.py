@@ -313,6 +313,13 @@ class ImageDestination(_Closing, ABC):
         """What this destination accepts."""
         return DestinationCapabilities()
 
+    def note_source(self, reference: ImageReference) -> None:
+        """Learn where the image being written comes from, before any blob is written.
+
+        A destination may use it to avoid transfers, e.g. a registry mounts blobs from
+        another repository of the same registry. The default ignores it.
+        """
+
     def try_reusing_blob(self, info: BlobInfo) -> Descriptor | None:
         """If the destination already has this blob, return its descriptor; else ``None``.
 

@@ -86,6 +86,7 @@ def copy_image(
             src_ref.open_source(options.source_options) as src,
             dst_ref.open_destination(options.destination_options) as dst,
         ):
+            dst.note_source(src_ref)
             return _Copier(src, dst, options).run()
     except ImageError:
         raise

@@ -51,3 +51,32 @@ def test_second_copy_reuses_every_blob(registry: RunningRegistry, tmp_path: Path
     )
     assert again.blobs_copied == 0
     assert again.blobs_reused == len(img.blobs)
+
+
+def test_copy_between_repositories_of_one_registry_mounts(
+    registry: RunningRegistry, tmp_path: Path
+) -> None:
+    img = make_image(62, (30_000, 40_000))
+    src = write_oci_layout(tmp_path / "src", {"v1": img})
+    first = f"docker://{registry.host}/mount/origin:v1"
+    copy_image(f"oci:{src}:v1", first, CopyOptions(destination_options=INSECURE))
+    seen: list[str] = []
+
+    def record(request: object) -> None:
+        seen.append(f"{request.method} {request.url}")  # type: ignore[attr-defined]
+
+    dst_options = TransportOptions(
+        tls_verify=False, extra={"docker.event_hooks": {"request": [record]}}
+    )
+    result = copy_image(
+        first,
+        f"docker://{registry.host}/mount/other:v1",
+        CopyOptions(source_options=INSECURE, destination_options=dst_options),
+    )
+    # Every blob came across by a cross-repository mount: no blob was uploaded (PATCH/PUT of
+    # blob data) and none was read from the source.
+    assert result.blobs_copied == 0
+    assert result.blobs_reused == len(img.blobs)
+    mounts = [s for s in seen if "mount=" in s and "from=mount%2Forigin" in s]
+    assert len(mounts) == len(img.blobs)
+    assert not [s for s in seen if s.startswith("PATCH")]

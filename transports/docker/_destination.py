@@ -84,6 +84,10 @@ class DockerImageDestination(ImageDestination):
         with self._lock:
             return tuple(self._mount_sources)
 
+    def note_source(self, reference: ImageReference) -> None:
+        """Mount blobs from the source repository when it is on this registry."""
+        self.add_mount_source(reference)
+
     def add_mount_source(self, source: str | Reference | ImageReference) -> bool:
         """Try mounting blobs from ``source`` before uploading them.
 
