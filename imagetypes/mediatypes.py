@@ -77,7 +77,7 @@ MANIFEST_TYPES: tuple[str, ...] = (
 
 
 def normalize(media_type: str) -> str:
-    """Strip parameters and whitespace: ``"application/json; charset=utf-8"`` -> ``"application/json"``."""
+    """Strip parameters and whitespace (``"text/plain; charset=utf-8"`` -> ``"text/plain"``)."""
     return media_type.split(";", 1)[0].strip()
 
 

@@ -187,7 +187,7 @@ class ImageReference(ABC):
 
     @property
     def docker_reference(self) -> Reference | None:
-        """The registry-style name (``docker.io/library/busybox:latest``) if the reference has one."""
+        """The registry-style name (``docker.io/library/busybox:latest``), if there is one."""
         return None
 
     @abstractmethod
@@ -343,7 +343,7 @@ class ImageDestination(_Closing, ABC):
     def put_manifest(
         self, manifest: bytes, media_type: str, instance: Digest | None = None
     ) -> None:
-        """Store a manifest: an instance of an index when ``instance`` is given, else the top one."""
+        """Store a manifest: an index instance when ``instance`` is given, else the top one."""
 
     def put_signatures(self, signatures: Sequence[bytes], instance: Digest | None = None) -> None:
         """Store signatures for the image; the default refuses any."""
