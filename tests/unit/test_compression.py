@@ -1,0 +1,327 @@
+"""imagetypes.compression: detection, streaming (de)compression, backends, media types."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import random
+import subprocess
+import sys
+import textwrap
+import tracemalloc
+import zlib
+from typing import Any
+
+import pytest
+
+from imagetypes import mediatypes as mt
+from imagetypes.compression import (
+    DOCKER_FOREIGN_UNCOMPRESSED_LAYER,
+    Compression,
+    CompressionError,
+    compressing_reader,
+    decompressing_reader,
+    detect_compression,
+    gzip_backend,
+    is_layer_media_type,
+    layer_compression,
+    with_compression,
+    zstd_available,
+)
+from imagetypes.digest import CHUNK_SIZE, Readable
+from imagetypes.errors import UnsupportedError
+
+BACKENDS = [
+    "zlib",
+    pytest.param(
+        "isal", marks=pytest.mark.skipif(gzip_backend() != "isal", reason="isal is not installed")
+    ),
+]
+needs_zstd = pytest.mark.skipif(not zstd_available(), reason="no zstd module installed")
+
+
+def sample(size: int, seed: int = 1) -> bytes:
+    """Half random, half repetitive: compressible, but not trivially."""
+    rnd = random.Random(seed)
+    return rnd.randbytes(size // 2) + b"layer data " * (size // 22) + b"x" * (size % 22)
+
+
+def read_all(reader: Readable, chunk: int) -> bytes:
+    parts = []
+    while data := reader.read(chunk):
+        assert len(data) <= chunk
+        parts.append(data)
+    return b"".join(parts)
+
+
+# -- detection ---------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("prefix", "expected"),
+    [
+        (b"\x1f\x8b\x08\x00", Compression.GZIP),
+        (b"\x1f\x8b", Compression.GZIP),
+        (b"\x28\xb5\x2f\xfd", Compression.ZSTD),
+        (b"\x28\xb5\x2f", Compression.NONE),  # too short to be zstd
+        (b"", Compression.NONE),
+        (b"ustar", Compression.NONE),
+        (b"BZh9", Compression.NONE),
+    ],
+)
+def test_detect_compression(prefix: bytes, expected: Compression) -> None:
+    assert detect_compression(prefix) is expected
+
+
+def test_compression_parse() -> None:
+    assert Compression.parse("GZIP") is Compression.GZIP
+    assert Compression.parse(Compression.ZSTD) is Compression.ZSTD
+    with pytest.raises(UnsupportedError, match="unknown compression format 'lz4'"):
+        Compression.parse("lz4")
+
+
+# -- gzip --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_gzip_round_trip(backend: Any) -> None:
+    data = sample(3 * CHUNK_SIZE + 12345)
+    compressed = read_all(
+        compressing_reader(io.BytesIO(data), "gzip", gzip_backend=backend), 100_000
+    )
+    assert compressed[:2] == b"\x1f\x8b"
+    assert len(compressed) < len(data)
+    assert gzip.decompress(compressed) == data  # standard gzip reads what we write
+    reader = decompressing_reader(io.BytesIO(compressed), gzip_backend=backend)
+    assert reader.compression is Compression.GZIP
+    assert read_all(reader, 7777) == data
+    assert reader.bytes_out == len(data)
+    assert reader.bytes_in == len(compressed)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_gzip_output_is_deterministic(backend: Any) -> None:
+    data = sample(200_000)
+    one = compressing_reader(io.BytesIO(data), gzip_backend=backend).read()
+    two = compressing_reader(io.BytesIO(data), gzip_backend=backend).read()
+    assert one == two
+    assert one[4:8] == b"\0\0\0\0"  # mtime 0: no timestamp leaks into a layer digest
+
+
+@pytest.mark.parametrize("level", [1, 6, 9])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_gzip_levels(backend: Any, level: int) -> None:
+    data = sample(300_000)
+    out = compressing_reader(io.BytesIO(data), level=level, gzip_backend=backend).read()
+    assert gzip.decompress(out) == data
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_gzip_reads_concatenated_members(backend: Any) -> None:
+    # pigz and `cat a.gz b.gz` make multi-member files; Go and gzip(1) read them whole.
+    data = gzip.compress(b"first ", mtime=0) + gzip.compress(b"second", mtime=0)
+    reader = decompressing_reader(io.BytesIO(data), gzip_backend=backend)
+    assert reader.read() == b"first second"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_gzip_truncated_is_an_error(backend: Any) -> None:
+    data = gzip.compress(sample(100_000))
+    reader = decompressing_reader(io.BytesIO(data[:-20]), gzip_backend=backend)
+    with pytest.raises(CompressionError, match="truncated"):
+        reader.read()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_gzip_trailing_garbage_is_an_error(backend: Any) -> None:
+    data = gzip.compress(b"payload") + b"garbage!"
+    with pytest.raises(CompressionError, match="unexpected data after member 1"):
+        decompressing_reader(io.BytesIO(data), gzip_backend=backend).read()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_gzip_corrupt_is_an_error(backend: Any) -> None:
+    data = bytearray(gzip.compress(sample(50_000)))
+    data[100:120] = b"\xff" * 20
+    with pytest.raises(CompressionError, match="gzip"):
+        decompressing_reader(io.BytesIO(bytes(data)), gzip_backend=backend).read()
+
+
+def test_uncompressed_passes_through_unchanged() -> None:
+    data = b"\x00plain tar bytes" * 1000
+    reader = decompressing_reader(io.BytesIO(data))
+    assert reader.compression is Compression.NONE
+    assert read_all(reader, 3) == data
+    empty = decompressing_reader(io.BytesIO(b""))
+    assert empty.compression is Compression.NONE
+    assert empty.read() == b""
+
+
+def test_explicit_format_must_match() -> None:
+    with pytest.raises(CompressionError, match="not gzip-compressed"):
+        decompressing_reader(io.BytesIO(b"plain data"), "gzip")
+    assert decompressing_reader(io.BytesIO(gzip.compress(b"x")), "gzip").read() == b"x"
+
+
+def test_compress_none_passes_through() -> None:
+    assert compressing_reader(io.BytesIO(b"abc"), "none").read() == b"abc"
+
+
+def test_unknown_backend_is_refused() -> None:
+    with pytest.raises(UnsupportedError, match="unknown gzip backend"):
+        compressing_reader(io.BytesIO(b""), gzip_backend="pigz")  # type: ignore[arg-type]
+
+
+def test_memory_stays_bounded_on_a_decompression_bomb() -> None:
+    # 256 MiB of zeros compress to ~250 KiB; reading it must not inflate it in memory.
+    size = 256 * 1024 * 1024
+    obj = zlib.compressobj(9, zlib.DEFLATED, 31)
+    block = b"\0" * CHUNK_SIZE
+    bomb = b"".join(obj.compress(block) for _ in range(size // CHUNK_SIZE)) + obj.flush()
+    tracemalloc.start()
+    try:
+        reader = decompressing_reader(io.BytesIO(bomb))
+        total = 0
+        while data := reader.read(CHUNK_SIZE):
+            total += len(data)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert total == size
+    assert peak < 8 * CHUNK_SIZE, f"peak {peak} bytes"
+
+
+def test_memory_stays_bounded_when_compressing() -> None:
+    size = 64 * 1024 * 1024
+
+    class Zeros:
+        left = size
+
+        def read(self, n: int = -1) -> bytes:
+            n = min(n if n >= 0 else self.left, self.left)
+            self.left -= n
+            return b"\0" * n
+
+    tracemalloc.start()
+    try:
+        reader = compressing_reader(Zeros())
+        out = 0
+        while data := reader.read(CHUNK_SIZE):
+            out += len(data)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert 0 < out < size // 100
+    assert peak < 8 * CHUNK_SIZE, f"peak {peak} bytes"
+
+
+# -- zstd --------------------------------------------------------------------------------------
+@needs_zstd
+def test_zstd_round_trip_and_frames() -> None:
+    data = sample(2 * CHUNK_SIZE + 99)
+    compressed = compressing_reader(io.BytesIO(data), "zstd").read()
+    assert detect_compression(compressed) is Compression.ZSTD
+    reader = decompressing_reader(io.BytesIO(compressed + compressed))
+    assert reader.compression is Compression.ZSTD
+    assert read_all(reader, 50_000) == data + data
+    with pytest.raises(CompressionError, match="truncated"):
+        decompressing_reader(io.BytesIO(compressed[:-9])).read()
+    with pytest.raises(CompressionError, match="unexpected data"):
+        decompressing_reader(io.BytesIO(compressed + b"junk")).read()
+
+
+def _run_without(modules: list[str], code: str) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh interpreter where importing ``modules`` fails."""
+    blocker = "import sys\n" + "".join(f"sys.modules[{m!r}] = None\n" for m in modules)
+    return subprocess.run(
+        [sys.executable, "-c", blocker + textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+
+
+def test_gzip_falls_back_to_zlib_without_isal() -> None:
+    result = _run_without(
+        ["isal", "isal.isal_zlib"],
+        """
+        import gzip, io
+        from imagetypes.compression import compressing_reader, decompressing_reader, gzip_backend
+        assert gzip_backend() == "zlib", gzip_backend()
+        data = b"fallback " * 100000
+        out = compressing_reader(io.BytesIO(data)).read()
+        assert gzip.decompress(out) == data
+        assert decompressing_reader(io.BytesIO(out)).read() == data
+        try:
+            compressing_reader(io.BytesIO(b""), gzip_backend="isal")
+        except Exception as e:
+            print(type(e).__name__, e)
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "UnsupportedError" in result.stdout
+    assert "imagetypes[fast]" in result.stdout
+
+
+def test_zstd_missing_names_the_extra() -> None:
+    result = _run_without(
+        ["compression", "compression.zstd", "backports", "backports.zstd"],
+        """
+        import io
+        from imagetypes.compression import compressing_reader, decompressing_reader, zstd_available
+        assert not zstd_available()
+        for call in (lambda: compressing_reader(io.BytesIO(b"x"), "zstd"),
+                     lambda: decompressing_reader(io.BytesIO(b"\\x28\\xb5\\x2f\\xfd....."))):
+            try:
+                call()
+            except Exception as e:
+                print(type(e).__name__, e)
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2
+    assert all(line.startswith("UnsupportedError") for line in lines)
+    assert all("imagetypes[zstd]" in line for line in lines)
+
+
+# -- media types -------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("media_type", "compression"),
+    [
+        (mt.OCI_LAYER, Compression.NONE),
+        (mt.OCI_LAYER_GZIP, Compression.GZIP),
+        (mt.OCI_LAYER_ZSTD, Compression.ZSTD),
+        (mt.OCI_NONDISTRIBUTABLE_LAYER_GZIP, Compression.GZIP),
+        (mt.DOCKER_LAYER, Compression.GZIP),
+        (mt.DOCKER_UNCOMPRESSED_LAYER, Compression.NONE),
+        (mt.DOCKER_FOREIGN_LAYER, Compression.GZIP),
+        (DOCKER_FOREIGN_UNCOMPRESSED_LAYER, Compression.NONE),
+        (mt.OCI_CONFIG, None),
+        (mt.OCI_LAYER_GZIP + "; charset=x", Compression.GZIP),
+    ],
+)
+def test_layer_compression(media_type: str, compression: Compression | None) -> None:
+    assert layer_compression(media_type) is compression
+    assert is_layer_media_type(media_type) is (compression is not None)
+
+
+@pytest.mark.parametrize(
+    ("media_type", "target", "expected"),
+    [
+        (mt.OCI_LAYER_GZIP, "none", mt.OCI_LAYER),
+        (mt.OCI_LAYER, "zstd", mt.OCI_LAYER_ZSTD),
+        (mt.OCI_LAYER_ZSTD, Compression.GZIP, mt.OCI_LAYER_GZIP),
+        (mt.OCI_NONDISTRIBUTABLE_LAYER, "gzip", mt.OCI_NONDISTRIBUTABLE_LAYER_GZIP),
+        (mt.DOCKER_LAYER, "none", mt.DOCKER_UNCOMPRESSED_LAYER),
+        (mt.DOCKER_UNCOMPRESSED_LAYER, "gzip", mt.DOCKER_LAYER),
+        (mt.DOCKER_FOREIGN_LAYER, "none", DOCKER_FOREIGN_UNCOMPRESSED_LAYER),
+        (mt.OCI_LAYER, "none", mt.OCI_LAYER),
+    ],
+)
+def test_with_compression(media_type: str, target: str | Compression, expected: str) -> None:
+    assert with_compression(media_type, target) == expected
+
+
+def test_with_compression_refuses_what_has_no_variant() -> None:
+    with pytest.raises(UnsupportedError, match="no zstd-compressed variant"):
+        with_compression(mt.DOCKER_LAYER, "zstd")
+    with pytest.raises(UnsupportedError, match="not a layer media type"):
+        with_compression(mt.OCI_CONFIG, "gzip")
