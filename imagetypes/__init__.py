@@ -8,6 +8,7 @@ from .digest import Digest, Readable, VerifyingReader, verify_stream
 from .errors import (
     ArchiveError,
     BlobNotFoundError,
+    CompressionError,
     CopyError,
     DigestMismatchError,
     DuplicateTransportError,
@@ -75,6 +76,7 @@ __all__ = [
     "ArchiveError",
     "BlobInfo",
     "BlobNotFoundError",
+    "CompressionError",
     "CopyError",
     "CopyOptions",
     "CopyResult",

@@ -26,17 +26,15 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from . import mediatypes as mt
 from .digest import CHUNK_SIZE, Readable
-from .errors import ImageError, UnsupportedError
+from .errors import CompressionError, UnsupportedError
 
 if TYPE_CHECKING:
     from typing_extensions import Self
 
 __all__ = [
-    "DOCKER_FOREIGN_UNCOMPRESSED_LAYER",
     "GZIP_MAGIC",
     "ZSTD_MAGIC",
     "Compression",
-    "CompressionError",
     "CompressionReader",
     "compressing_reader",
     "decompressing_reader",
@@ -52,17 +50,11 @@ __all__ = [
 GZIP_MAGIC = b"\x1f\x8b"
 #: The first bytes of a zstd frame (RFC 8878).
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
-#: The uncompressed variant of Docker's foreign layer type (no constant in mediatypes).
-DOCKER_FOREIGN_UNCOMPRESSED_LAYER = "application/vnd.docker.image.rootfs.foreign.diff.tar"
 
 #: How many bytes :func:`detect_compression` needs to tell every format apart.
 _PREFIX_SIZE = max(len(GZIP_MAGIC), len(ZSTD_MAGIC))
 
 GzipBackend = Literal["isal", "zlib"]
-
-
-class CompressionError(ImageError):
-    """Compressed data is corrupt or truncated, or cannot be produced."""
 
 
 class Compression(enum.Enum):
@@ -459,7 +451,7 @@ _FAMILIES: tuple[tuple[str, str, str | None], ...] = (
     ),
     # Docker schema 2 has no zstd layer type.
     (mt.DOCKER_UNCOMPRESSED_LAYER, mt.DOCKER_LAYER, None),
-    (DOCKER_FOREIGN_UNCOMPRESSED_LAYER, mt.DOCKER_FOREIGN_LAYER, None),
+    (mt.DOCKER_FOREIGN_UNCOMPRESSED_LAYER, mt.DOCKER_FOREIGN_LAYER, None),
 )
 _BY_TYPE: dict[str, tuple[int, Compression]] = {}
 for _i, _family in enumerate(_FAMILIES):

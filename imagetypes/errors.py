@@ -23,6 +23,7 @@ broadly or precisely::
     │   └── DuplicateTransportError             two plugins claim one name
     ├── LayoutError                             an on-disk image store is malformed
     ├── ArchiveError                            a tar archive is malformed or unsafe
+    ├── CompressionError                        compressed data is corrupt or cannot be made
     ├── PlatformMismatchError (NotFoundError)   no instance of an index matches the platform
     └── CopyError                               a copy failed; the cause is chained
 """
@@ -32,6 +33,7 @@ from __future__ import annotations
 __all__ = [
     "ArchiveError",
     "BlobNotFoundError",
+    "CompressionError",
     "CopyError",
     "DigestMismatchError",
     "DuplicateTransportError",
@@ -147,6 +149,10 @@ class LayoutError(ImageError):
 
 class ArchiveError(ImageError):
     """A tar archive is malformed or unsafe to read."""
+
+
+class CompressionError(ImageError):
+    """Compressed data is corrupt or truncated, or cannot be produced."""
 
 
 class CopyError(ImageError):

@@ -16,9 +16,7 @@ import pytest
 
 from imagetypes import mediatypes as mt
 from imagetypes.compression import (
-    DOCKER_FOREIGN_UNCOMPRESSED_LAYER,
     Compression,
-    CompressionError,
     compressing_reader,
     decompressing_reader,
     detect_compression,
@@ -29,7 +27,8 @@ from imagetypes.compression import (
     zstd_available,
 )
 from imagetypes.digest import CHUNK_SIZE, Readable
-from imagetypes.errors import UnsupportedError
+from imagetypes.errors import CompressionError, UnsupportedError
+from imagetypes.mediatypes import DOCKER_FOREIGN_UNCOMPRESSED_LAYER
 
 BACKENDS = [
     "zlib",

@@ -36,12 +36,11 @@ import attrs
 
 from imagetypes.compression import (
     Compression,
-    CompressionError,
     decompressing_reader,
     detect_compression,
 )
 from imagetypes.digest import CHUNK_SIZE, Readable
-from imagetypes.errors import ArchiveError, ImageError
+from imagetypes.errors import ArchiveError, CompressionError, ImageError
 
 if TYPE_CHECKING:
     from typing_extensions import Self
