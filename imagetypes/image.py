@@ -13,10 +13,13 @@ import binascii
 import datetime as _dt
 import json
 import logging
+import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
+
+import attrs
 
 from . import mediatypes as mt
 from .descriptor import Descriptor
@@ -308,6 +311,28 @@ class Image:
         return out
 
     # -- lifecycle -------------------------------------------------------------------------
+    def save_docker_tar(
+        self, target: str | os.PathLike[str] | IO[bytes], tags: Sequence[str] = ()
+    ) -> None:
+        """Write this image as a ``docker load``-able archive (the docker-archive format).
+
+        ``target`` is a path, ``"-"`` for standard output, or a binary file object; ``tags``
+        are the names (``name:tag``) recorded in the archive. This goes through the
+        ``docker-archive`` transport's destination, the same code as
+        ``imagetypes copy ... docker-archive:PATH``.
+        """
+        from .copy import CopyOptions
+        from .plugins import get_transport
+
+        save = getattr(get_transport("docker-archive"), "save_docker_tar", None)
+        if save is None:
+            raise UnsupportedError("the installed docker-archive transport cannot save images")
+        platform = self.platform if self._index is not None else None
+        options = CopyOptions(
+            source_options=attrs.evolve(self._options, platform=platform or self._options.platform)
+        )
+        save(self._reference, target, tags, options=options)
+
     def close(self) -> None:
         """Close the source. Safe to call more than once."""
         if not self._closed:
