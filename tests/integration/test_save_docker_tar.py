@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from imagebuilder import make_image, make_multiarch, write_oci_layout
 
-from imagetypes import DigestMismatchError, Platform, open_image
+from imagetypes import Platform, VerificationError, open_image
 
 
 def _manifest(archive: Path | bytes) -> list[dict[str, object]]:
@@ -60,7 +60,7 @@ def test_save_docker_tar_failure_leaves_no_file(tmp_path: Path) -> None:
     layer = next(d for d in img.blobs if img.blobs[d] != img.config)
     (layout / "blobs" / "sha256" / layer.hex).write_bytes(b"corrupt")
     target = tmp_path / "image.tar"
-    with open_image(f"oci:{layout}:v1") as image, pytest.raises(DigestMismatchError):
+    with open_image(f"oci:{layout}:v1") as image, pytest.raises(VerificationError):
         image.save_docker_tar(target, ["example.com/app:1.0"])
     assert not target.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["layout"]
