@@ -14,13 +14,14 @@ from .errors import (
     TransportError,
     UnknownTransportError,
 )
-from .types import ImageReference, Transport
+from .types import Credentials, ImageReference, Registry, Transport, TransportOptions
 
 __all__ = [
     "ENTRY_POINT_GROUP",
     "TransportInfo",
     "get_transport",
     "list_transports",
+    "open_registry",
     "parse_reference",
     "register_transport",
     "reset_transports",
@@ -80,9 +81,7 @@ def _discover() -> dict[str, list[TransportInfo]]:
                     # A broken plugin must not take every other transport down with it.
                     log.warning("skipping transport plugin %s = %s: %s", ep.name, ep.value, e)
                     continue
-                found.setdefault(ep.name, []).append(
-                    TransportInfo(ep.name, _origin(ep), transport)
-                )
+                found.setdefault(ep.name, []).append(TransportInfo(ep.name, _origin(ep), transport))
             _discovered = found
         return _discovered
 
@@ -153,3 +152,36 @@ def parse_reference(text: str) -> ImageReference:
             f"invalid reference {text!r}: expected transport:details, e.g. oci:./layout:tag"
         )
     return get_transport(name).parse_reference(details)
+
+
+def open_registry(
+    location: str,
+    *,
+    tls_verify: bool | None = None,
+    cert_dir: str | None = None,
+    credentials: Credentials | None = None,
+    authfile: str | None = None,
+    options: TransportOptions | None = None,
+) -> Registry:
+    """Open a collection of repositories: ``docker://HOST[:PORT]`` or ``transport:location``.
+
+    A bare ``HOST[:PORT]`` means the docker transport. The keyword arguments override the
+    matching fields of ``options`` (``None`` keeps the options' value; TLS is verified by
+    default). The transport is given the location without its ``transport:`` (or
+    ``transport://``) prefix.
+    """
+    if not isinstance(location, str) or not location:
+        raise InvalidReferenceError(f"invalid registry location {location!r}")
+    name, sep, details = location.partition(":")
+    if not sep or (details.isdigit() and name not in _available_names()):
+        name, details = "docker", location  # HOST or HOST:PORT
+    details = details.removeprefix("//")
+    opts = options or TransportOptions()
+    opts = attrs.evolve(
+        opts,
+        tls_verify=opts.tls_verify if tls_verify is None else tls_verify,
+        cert_dir=cert_dir if cert_dir is not None else opts.cert_dir,
+        credentials=credentials if credentials is not None else opts.credentials,
+        authfile=authfile if authfile is not None else opts.authfile,
+    )
+    return get_transport(name).open_registry(details, opts)

@@ -1,4 +1,5 @@
-"""The ``imagetypes`` command: skopeo-like copy, inspect, manifest-digest and transports.
+"""The ``imagetypes`` command: skopeo-like copy, inspect, list-tags, delete, login, logout,
+manifest-digest and transports.
 
 The command is a thin layer: it maps flags to the library's option objects and prints what the
 library returns. Exit status: 0 on success, 1 when an operation fails (one line on stderr,
@@ -19,8 +20,9 @@ from .. import __version__
 from ..errors import ImageError
 from ..platform import Platform
 from ..plugins import list_transports
+from ..retry import RetryPolicy
 from ..types import Credentials, TransportOptions
-from . import _gojson
+from . import _gojson, _registry
 
 __all__ = ["main"]
 
@@ -45,6 +47,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("\n")
         return 130
+    except FlagError as e:
+        sys.stderr.write(f"{PROG}: error: {e}\n")
+        return 2
     except BrokenPipeError:
         # The reader went away (``imagetypes inspect ... | head``): not worth a message.
         _silence_stdout()
@@ -62,6 +67,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 # -- helpers ----------------------------------------------------------------------------------
+
+
+class FlagError(ImageError):
+    """Flags that parse but do not go together (``--creds`` with ``--username``)."""
 
 
 _BOOL_FLAGS = frozenset({"--tls-verify", "--src-tls-verify", "--dest-tls-verify"})
@@ -171,20 +180,46 @@ def _override_platform(args: argparse.Namespace) -> Platform | None:
     )
 
 
+def _credentials_from_flags(args: argparse.Namespace, prefix: str) -> Credentials | None:
+    """``--creds`` or ``--username``/``--password``, checked as skopeo checks them."""
+    flag = "--" + prefix.replace("_", "-")
+    creds = getattr(args, prefix + "creds", None)
+    username = getattr(args, prefix + "username", None)
+    password = getattr(args, prefix + "password", None)
+    no_creds = bool(getattr(args, prefix + "no_creds", False))
+    if creds is not None and username is not None:
+        raise FlagError(f"{flag}creds and {flag}username cannot be specified at the same time")
+    if creds is not None and password is not None:
+        raise FlagError(f"{flag}creds and {flag}password cannot be specified at the same time")
+    if (username is None) != (password is None):
+        raise FlagError(f"{flag}username and {flag}password must be specified together")
+    if username is not None:
+        assert password is not None
+        creds = Credentials(username, password)
+    if creds is not None and no_creds:
+        raise FlagError(f"{flag}creds and {flag}no-creds cannot be specified at the same time")
+    return creds if isinstance(creds, Credentials) else None
+
+
 def _transport_options(args: argparse.Namespace, prefix: str = "") -> TransportOptions:
+    """The options one side of a command's flags ask for (``prefix`` ``src_`` / ``dest_``)."""
+
     def get(name: str) -> object:
         return getattr(args, prefix + name, None)
 
     tls_verify = get("tls_verify")
-    creds = get("creds")
+    # copy's --authfile is shared; --src-authfile / --dest-authfile override it per side.
+    authfile = get("authfile") or getattr(args, "authfile", None)
+    retry_times = getattr(args, "retry_times", None)
     return TransportOptions(
         platform=_override_platform(args),
         tls_verify=tls_verify if isinstance(tls_verify, bool) else None,
-        credentials=creds if isinstance(creds, Credentials) else None,
-        authfile=str(get("authfile")) if get("authfile") else None,
+        credentials=_credentials_from_flags(args, prefix),
+        authfile=str(authfile) if authfile else None,
         cert_dir=str(get("cert_dir")) if get("cert_dir") else None,
         no_creds=bool(get("no_creds")),
         registry_token=str(get("registry_token")) if get("registry_token") else None,
+        retry=RetryPolicy(attempts=retry_times) if isinstance(retry_times, int) else RetryPolicy(),
     )
 
 
@@ -299,7 +334,40 @@ def _global_flags(*, top: bool) -> argparse.ArgumentParser:
     return flags
 
 
-def _access_flags(parser: argparse.ArgumentParser, prefix: str, what: str) -> None:
+def _retry_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid count {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"the count must not be negative: {value}")
+    return value
+
+
+def _retry_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--retry-times",
+        dest="retry_times",
+        metavar="N",
+        type=_retry_count,
+        help="retry failed requests and transfers N times (default: the library's policy)",
+    )
+
+
+def _authfile_flag(parser: argparse.ArgumentParser, prefix: str = "", what: str = "") -> None:
+    dest = prefix.replace("-", "_")
+    parser.add_argument(
+        f"--{prefix}authfile",
+        dest=f"{dest}authfile",
+        metavar="PATH",
+        help=f"auth.json with credentials for the {what}registry "
+        "(default: $REGISTRY_AUTH_FILE, ${XDG_RUNTIME_DIR}/containers/auth.json, ...)",
+    )
+
+
+def _access_flags(
+    parser: argparse.ArgumentParser, prefix: str, what: str, *, authfile: bool = True
+) -> None:
     """Credentials and TLS flags for one side (``--creds`` or ``--src-creds`` ...)."""
     dest = prefix.replace("-", "_")
     parser.add_argument(
@@ -310,11 +378,19 @@ def _access_flags(parser: argparse.ArgumentParser, prefix: str, what: str) -> No
         help=f"credentials for the {what} registry",
     )
     parser.add_argument(
-        f"--{prefix}authfile",
-        dest=f"{dest}authfile",
-        metavar="PATH",
-        help=f"auth.json with credentials for the {what} registry",
+        f"--{prefix}username",
+        dest=f"{dest}username",
+        metavar="USER",
+        help=f"user name for the {what} registry (with --{prefix}password)",
     )
+    parser.add_argument(
+        f"--{prefix}password",
+        dest=f"{dest}password",
+        metavar="PASS",
+        help=f"password for the {what} registry (with --{prefix}username)",
+    )
+    if authfile:
+        _authfile_flag(parser, prefix, f"{what} ")
     parser.add_argument(
         f"--{prefix}cert-dir",
         dest=f"{dest}cert_dir",
@@ -338,7 +414,8 @@ def _access_flags(parser: argparse.ArgumentParser, prefix: str, what: str) -> No
         dest=f"{dest}tls_verify",
         metavar="BOOL",
         type=_bool_arg,
-        help=f"require HTTPS and verify certificates of the {what} registry",
+        help=f"require HTTPS and verify certificates of the {what} registry "
+        f"(--{prefix}tls-verify=false allows plain http)",
     )
 
 
@@ -388,8 +465,10 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--digestfile", metavar="PATH", help="write the digest of the written manifest to PATH"
     )
+    _authfile_flag(p)
     _access_flags(p, "src-", "source")
     _access_flags(p, "dest-", "destination")
+    _retry_flag(p)
     p.set_defaults(command=_cmd_copy)
 
     p = sub.add_parser(
@@ -412,7 +491,10 @@ def _build_parser() -> argparse.ArgumentParser:
         help="do not list the repository's tags (RepoTags) for an image in a registry",
     )
     _access_flags(p, "", "image's")
+    _retry_flag(p)
     p.set_defaults(command=_cmd_inspect)
+
+    _registry.add_commands(sub, common)
 
     p = sub.add_parser("manifest-digest", parents=common, help="print a manifest file's digest")
     p.add_argument("file", metavar="FILE")

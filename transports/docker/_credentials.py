@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from imagetypes.types import Credentials, TransportOptions
 
-__all__ = ["IDENTITY_TOKEN_USER", "resolve_credentials"]
+from ._authfile import IDENTITY_TOKEN_USER, find_credentials
 
-#: The user name that marks the password as an OAuth2 identity (refresh) token, as docker does.
-IDENTITY_TOKEN_USER = "<token>"
+__all__ = ["IDENTITY_TOKEN_USER", "resolve_credentials"]
 
 
 def resolve_credentials(
@@ -15,12 +14,8 @@ def resolve_credentials(
 ) -> Credentials | None:
     """The credentials to use for ``repository`` on ``registry_host`` (``HOST[:PORT]``).
 
-    Explicit ``options.credentials`` win; ``options.no_creds`` means none at all. Auth files
-    (``options.authfile``, the containers auth.json search path, docker's config) are looked
-    up here too once that lands, so every caller gets the same answer.
+    Explicit ``options.credentials`` win; ``options.no_creds`` means none at all; else auth
+    files (``options.authfile``, the containers auth.json search path, docker's config) and
+    credential helpers, as containers-auth.json(5) says.
     """
-    if options.no_creds:
-        return None
-    if options.credentials is not None:
-        return options.credentials
-    return None
+    return find_credentials(registry_host, repository, options)
