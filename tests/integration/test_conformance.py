@@ -81,15 +81,13 @@ TARGETS = [
     Target("zip", _zip, {"supports_signatures": True}),
     Target("docker", _docker),
     Target("oci-archive", _in_dir("oci-archive", ".tar")),
-    # HOOK docker-archive: stores uncompressed layers and regenerates manifests, never
-    # overwrites, holds no indexes. With these flags it still fails corrupt-blob (a corrupt
-    # gzip stream raises CompressionError, not VerificationError) and copy-to-oci (the copy
-    # engine cannot compress layers for oci: yet). Enable when those are fixed:
-    # Target(
-    #     "docker-archive",
-    #     _in_dir("docker-archive", ".tar"),
-    #     {"preserves_manifests": False, "supports_overwrite": False, "supports_index": False},
-    # ),
+    # docker-archive: stores uncompressed layers and regenerates manifests, never overwrites,
+    # holds no indexes.
+    Target(
+        "docker-archive",
+        _in_dir("docker-archive", ".tar"),
+        {"preserves_manifests": False, "supports_overwrite": False, "supports_index": False},
+    ),
 ]
 
 

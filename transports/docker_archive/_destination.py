@@ -30,6 +30,7 @@ from imagetypes.digest import Digest, Readable, VerifyingReader, verify_stream
 from imagetypes.errors import (
     ArchiveError,
     BlobNotFoundError,
+    CompressionError,
     ImageError,
     ManifestError,
     ManifestTooLargeError,
@@ -477,7 +478,13 @@ class DockerArchiveDestination(ImageDestination):
             reader.read_to_end()  # the compressed input must have ended (and verified) too
             return layer_path(plain.digest)
 
-        name, written = tar.add_unsized(plain, name_after, self._writer.has_member)
+        try:
+            name, written = tar.add_unsized(plain, name_after, self._writer.has_member)
+        except CompressionError:
+            # Corrupt compressed bytes are usually bytes that do not match their digest:
+            # report that (the caller's real problem) when it is so.
+            reader.read_to_end()
+            raise
         stored = _Stored(name, written, plain.digest)
         self._writer.record_layer([reader.digest, stored.diff_id], stored)
 
