@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from .copy import CopyOptions, CopyResult, EventCollector, ProgressEvent, copy_image
+from .copy import (
+    CopyOptions,
+    CopyResult,
+    EventCollector,
+    ProgressEvent,
+    SyncOptions,
+    SyncReport,
+    copy_image,
+    sync,
+)
 from .descriptor import BlobInfo, Descriptor
 from .digest import Digest, Readable, VerifyingReader, verify_stream
 from .errors import (
@@ -10,6 +19,7 @@ from .errors import (
     BlobNotFoundError,
     CompressionError,
     CopyError,
+    DigestChangeError,
     DigestMismatchError,
     DuplicateTransportError,
     ImageError,
@@ -85,6 +95,7 @@ __all__ = [
     "Descriptor",
     "DestinationCapabilities",
     "Digest",
+    "DigestChangeError",
     "DigestMismatchError",
     "DockerManifest",
     "DockerManifestList",
@@ -122,6 +133,8 @@ __all__ = [
     "RetryPolicy",
     "SizeMismatchError",
     "SourceCapabilities",
+    "SyncOptions",
+    "SyncReport",
     "Transport",
     "TransportError",
     "TransportInfo",
@@ -145,5 +158,6 @@ __all__ = [
     "read_manifest",
     "register_transport",
     "reset_transports",
+    "sync",
     "verify_stream",
 ]

@@ -17,7 +17,8 @@ broadly or precisely::
     │   └── BlobNotFoundError                   no blob with that digest
     ├── UnsupportedError                        the operation is not possible here
     │   ├── UnsupportedConversionError          a manifest cannot be converted faithfully
-    │   └── UnsupportedManifestTypeError        a media type nobody here understands
+    │   ├── UnsupportedManifestTypeError        a media type nobody here understands
+    │   └── DigestChangeError                   preserve_digests, but a digest would change
     ├── TransportError                          transport lookup and plugin problems
     │   ├── UnknownTransportError               no transport of that name is installed
     │   └── DuplicateTransportError             two plugins claim one name
@@ -30,11 +31,14 @@ broadly or precisely::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 __all__ = [
     "ArchiveError",
     "BlobNotFoundError",
     "CompressionError",
     "CopyError",
+    "DigestChangeError",
     "DigestMismatchError",
     "DuplicateTransportError",
     "ImageError",
@@ -129,6 +133,17 @@ class UnsupportedConversionError(UnsupportedError):
 
 class UnsupportedManifestTypeError(UnsupportedError):
     """A manifest media type that imagetypes (or a destination) does not handle."""
+
+
+class DigestChangeError(UnsupportedError):
+    """Digests were to be preserved, but the copy would change a manifest's digest.
+
+    :attr:`changes` lists what would have changed, in words.
+    """
+
+    def __init__(self, message: str, changes: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.changes = tuple(changes)
 
 
 class TransportError(ImageError):

@@ -320,6 +320,19 @@ class ImageDestination(_Closing, ABC):
         another repository of the same registry. The default ignores it.
         """
 
+    def note_blob_locations(self, digest: Digest, references: Sequence[ImageReference]) -> None:
+        """Learn other places a blob was seen (from a blob-info cache), before it is written.
+
+        A registry destination may mount the blob from one of them. The default ignores it.
+        """
+
+    def has_manifest(self, digest: Digest) -> bool:
+        """True when the destination already holds exactly this manifest under its reference.
+
+        Lets the copy engine skip an image that is already there. The default says no.
+        """
+        return False
+
     def try_reusing_blob(self, info: BlobInfo) -> Descriptor | None:
         """If the destination already has this blob, return its descriptor; else ``None``.
 

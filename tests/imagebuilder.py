@@ -104,8 +104,10 @@ def make_image(
             "Labels": dict(labels or {"org.example.seed": str(seed)}),
         },
         "rootfs": {"type": "layers", "diff_ids": diff_ids},
-        "history": [{"created": "2024-01-02T03:04:05Z", "created_by": f"layer {i}"}
-                    for i in range(len(layer_sizes))],
+        "history": [
+            {"created": "2024-01-02T03:04:05Z", "created_by": f"layer {i}"}
+            for i in range(len(layer_sizes))
+        ],
     }
     if variant:
         config_obj["variant"] = variant
@@ -141,8 +143,12 @@ def make_index(images: list[BuiltImage], *, docker: bool = False) -> BuiltIndex:
         if img.platform[2]:
             plat["variant"] = img.platform[2]
         entries.append(
-            {"mediaType": img.media_type, "digest": str(img.digest), "size": len(img.manifest),
-             "platform": plat}
+            {
+                "mediaType": img.media_type,
+                "digest": str(img.digest),
+                "size": len(img.manifest),
+                "platform": plat,
+            }
         )
     media_type = mt.DOCKER_MANIFEST_LIST if docker else mt.OCI_INDEX
     obj = {"schemaVersion": 2, "mediaType": media_type, "manifests": entries}
@@ -180,8 +186,12 @@ def write_oci_layout(path: Path, tagged: Mapping[str, BuiltImage | BuiltIndex]) 
             _write_blob(path, img.manifest)
         _write_blob(path, item.manifest)
         entries.append(
-            {"mediaType": item.media_type, "digest": str(item.digest), "size": len(item.manifest),
-             "annotations": {"org.opencontainers.image.ref.name": tag}}
+            {
+                "mediaType": item.media_type,
+                "digest": str(item.digest),
+                "size": len(item.manifest),
+                "annotations": {"org.opencontainers.image.ref.name": tag},
+            }
         )
     (path / "index.json").write_bytes(
         _dumps({"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": entries})

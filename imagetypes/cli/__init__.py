@@ -22,7 +22,7 @@ from ..platform import Platform
 from ..plugins import list_transports
 from ..retry import RetryPolicy
 from ..types import Credentials, TransportOptions
-from . import _gojson, _registry
+from . import _copyflags, _gojson, _registry, _sync
 
 __all__ = ["main"]
 
@@ -245,8 +245,8 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def _cmd_copy(args: argparse.Namespace) -> int:
-    from ..copy import CopyOptions, InstanceSelection, ProgressEvent, copy_image
-    from ._progress import LineProgress, TerminalProgress
+    from ..copy import CopyOptions, InstanceSelection, copy_image
+    from ._copyflags import compression_options, make_progress
 
     instances: InstanceSelection | str
     if args.all:
@@ -255,22 +255,23 @@ def _cmd_copy(args: argparse.Namespace) -> int:
         instances = tuple(args.platform)
     else:
         instances = args.multi_arch or "system"
-    renderer: LineProgress | TerminalProgress | None = None
-    if not args.quiet:
-        renderer = TerminalProgress(sys.stderr) if sys.stderr.isatty() else LineProgress(sys.stderr)
-    progress: Callable[[ProgressEvent], None] | None = renderer
-    options = CopyOptions(
-        instances=instances,
-        format=args.format,
-        progress=progress,
-        source_options=_transport_options(args, "src_"),
-        destination_options=_transport_options(args, "dest_"),
-        remove_signatures=args.remove_signatures,
-    )
+    renderer = make_progress(args.quiet, sys.stderr, args.progress_interval)
+    try:
+        options = CopyOptions(
+            instances=instances,
+            format=args.format,
+            progress=renderer,
+            source_options=_transport_options(args, "src_"),
+            destination_options=_transport_options(args, "dest_"),
+            remove_signatures=args.remove_signatures,
+            **compression_options(args),
+        )
+    except ValueError as e:
+        raise FlagError(str(e)) from None
     try:
         result = copy_image(args.source, args.destination, options)
     finally:
-        if isinstance(renderer, TerminalProgress):
+        if renderer is not None:
             renderer.close()
     if args.digestfile:
         with open(args.digestfile, "w", encoding="utf-8") as f:
@@ -451,8 +452,8 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     selection.add_argument(
         "--multi-arch",
-        choices=("system", "all"),
-        help="which images of an index to copy (default: system)",
+        choices=("system", "all", "index-only"),
+        help="which images of an index to copy (default: system; index-only: the index alone)",
     )
     p.add_argument(
         "-f",
@@ -460,6 +461,7 @@ def _build_parser() -> argparse.ArgumentParser:
         choices=("oci", "v2s2"),
         help="manifest format to write (default: keep the source's if possible)",
     )
+    _copyflags.add_compression_flags(p)
     p.add_argument("-q", "--quiet", action="store_true", help="report no progress")
     p.add_argument("--remove-signatures", action="store_true", help="do not copy signatures")
     p.add_argument(
@@ -495,6 +497,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.set_defaults(command=_cmd_inspect)
 
     _registry.add_commands(sub, common)
+    _sync.add_command(sub, common, access_flags=_access_flags, retry_flag=_retry_flag)
 
     p = sub.add_parser("manifest-digest", parents=common, help="print a manifest file's digest")
     p.add_argument("file", metavar="FILE")

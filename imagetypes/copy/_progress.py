@@ -23,10 +23,15 @@ __all__ = [
     "CopyDone",
     "CopyStarted",
     "EventCollector",
+    "ImageSkipped",
+    "LayerRecompressed",
     "ManifestConverted",
     "ManifestWritten",
     "ProgressEvent",
 ]
+
+#: What is done to a blob on its way: copied as it is, or its compression changed.
+BlobOperation = Literal["copy", "compress", "decompress", "recompress"]
 
 #: A :class:`BlobProgress` event is sent about every this many bytes (and at the end).
 PROGRESS_INTERVAL = CHUNK_SIZE
@@ -59,9 +64,15 @@ class ManifestConverted(ProgressEvent):
 
 @attrs.frozen
 class BlobStarted(ProgressEvent):
-    """A blob transfer began."""
+    """A blob transfer began.
+
+    ``operation`` tells whether the blob is copied as it is (``"copy"``) or its compression
+    changes on the way (``"compress"``, ``"decompress"``, ``"recompress"``); the
+    :class:`BlobProgress` events that follow count the bytes read from the source either way.
+    """
 
     descriptor: Descriptor
+    operation: BlobOperation = "copy"
 
 
 @attrs.frozen
@@ -76,12 +87,16 @@ class BlobProgress(ProgressEvent):
 class BlobSkipped(ProgressEvent):
     """A blob was not transferred.
 
-    ``reason`` is ``"present"`` when the destination already has it, ``"foreign"`` for a layer
-    with URLs that the destination keeps as a reference.
+    ``reason`` is ``"present"`` when the destination already has it (or mounted it from
+    another repository), ``"foreign"`` for a layer with URLs that the destination keeps as a
+    reference. ``stored`` is the descriptor of the blob the destination holds in its place
+    when that differs from ``descriptor`` (a layer whose compressed or uncompressed form the
+    destination already had).
     """
 
     descriptor: Descriptor
     reason: Literal["present", "foreign"] = "present"
+    stored: Descriptor | None = None
 
 
 @attrs.frozen
@@ -90,6 +105,30 @@ class BlobDone(ProgressEvent):
 
     descriptor: Descriptor
     size: int
+
+
+@attrs.frozen
+class LayerRecompressed(ProgressEvent):
+    """A layer was written with another compression than the source's.
+
+    ``source`` is the layer as the source lists it, ``stored`` as the destination received it
+    (new digest, size and media type); ``from_compression`` and ``to_compression`` are
+    ``"gzip"``, ``"zstd"`` or ``"none"``.
+    """
+
+    source: Descriptor
+    stored: Descriptor
+    operation: BlobOperation
+    from_compression: str
+    to_compression: str
+
+
+@attrs.frozen
+class ImageSkipped(ProgressEvent):
+    """The destination already holds the identical manifest: nothing was copied."""
+
+    digest: Digest
+    destination: str
 
 
 @attrs.frozen

@@ -138,6 +138,14 @@ class DirImageDestination(ImageDestination):
         )
 
     # -- writing ---------------------------------------------------------------------------
+    def has_manifest(self, digest: Digest) -> bool:
+        """Whether the directory already holds an image whose manifest is ``digest``."""
+        try:
+            data = (self._target / manifest_name(None)).read_bytes()
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        return Digest.from_bytes(data, digest.algorithm) == digest
+
     def try_reusing_blob(self, info: BlobInfo) -> Descriptor | None:
         """The blob's descriptor if it was already put in this session; else ``None``."""
         self._check_open()

@@ -76,11 +76,10 @@ __all__ = [
     "save_docker_tar",
 ]
 
-#: What the destination declares about layer compression. Layers are always stored
-#: uncompressed (put_blob decompresses them, keeping the digest the caller knows them by), so
-#: the copy engine need not change them; this becomes DECOMPRESS once the engine rewrites
-#: manifests for layers it decompresses itself.
-LAYER_COMPRESSION = LayerCompression.PRESERVE
+#: Layers are stored uncompressed, as ``docker save`` and skopeo store them: the copy engine
+#: decompresses them on the way (checking diff IDs). put_blob still decompresses a compressed
+#: layer it is handed directly, keeping the digest the caller knows it by.
+LAYER_COMPRESSION = LayerCompression.DECOMPRESS
 
 _CONFIG_TYPES = frozenset({mt.DOCKER_CONFIG, mt.OCI_CONFIG})
 

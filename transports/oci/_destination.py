@@ -54,6 +54,7 @@ from ._layout import (
     add_entry,
     create_unique_file,
     dumps,
+    entry_ref_name,
     fsync_dir,
     is_exists_error,
     make_dirs,
@@ -172,6 +173,17 @@ class OCIImageDestination(ImageDestination):
         if size is None or (wanted is not None and wanted != size):
             return None
         return Descriptor(info.media_type, info.digest, size, annotations=info.annotations)
+
+    def has_manifest(self, digest: Digest) -> bool:
+        """Whether the layout already lists ``digest`` under this reference's name."""
+        name = self._reference.ref_name
+        if name is None or not self._in_place or not os.path.lexists(self._layout.index_path):
+            return False
+        listed = any(
+            entry.digest == digest and entry_ref_name(entry) == name
+            for entry in self._layout.entries()
+        )
+        return listed and self._layout.blob_size(digest) is not None
 
     def put_blob(
         self, stream: Readable, info: BlobInfo, options: PutBlobOptions | None = None

@@ -1,0 +1,212 @@
+"""The blob-info cache: where blobs were seen, and which compressed and uncompressed blobs pair up.
+
+A small SQLite file shared by copies and by processes (WAL journal, a busy timeout), like
+containers/image's ``blob-info-cache-v1.sqlite``. It only ever saves work: a wrong or lost
+entry makes a copy transfer a blob it could have mounted or reused, never write a wrong one,
+because destinations verify what they are told they have.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import attrs
+
+from ..digest import Digest
+from ..errors import ImageError
+from ..types import ImageReference
+
+__all__ = ["BlobInfoCache", "BlobLocation", "default_cache_path", "location_of"]
+
+log = logging.getLogger(__name__)
+
+#: Seconds a writer waits for another process's transaction before giving up.
+BUSY_TIMEOUT = 10.0
+#: Locations returned per blob, most recently seen first.
+MAX_LOCATIONS = 10
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS locations (
+        digest TEXT NOT NULL,
+        transport TEXT NOT NULL,
+        scope TEXT NOT NULL,
+        reference TEXT NOT NULL,
+        last_seen REAL NOT NULL,
+        PRIMARY KEY (digest, transport, scope)
+    )""",
+    """CREATE TABLE IF NOT EXISTS uncompressed (
+        compressed TEXT NOT NULL PRIMARY KEY,
+        uncompressed TEXT NOT NULL,
+        compression TEXT NOT NULL,
+        last_seen REAL NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS uncompressed_by_content ON uncompressed (uncompressed)",
+)
+
+
+def default_cache_path() -> Path:
+    """``$XDG_CACHE_HOME/imagetypes/blobinfo.sqlite`` (``~/.cache`` when the variable is unset)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "imagetypes" / "blobinfo.sqlite"
+
+
+@attrs.frozen
+class BlobLocation:
+    """A place a blob was seen: a transport, a scope within it, and a reference to it there.
+
+    The scope identifies the repository (``registry.example/team/app`` for a registry): two
+    images of one repository share a scope. ``reference`` parses back (with
+    :func:`~imagetypes.parse_reference`) to an image reference in that repository.
+    """
+
+    transport: str
+    scope: str
+    reference: str
+
+
+def location_of(reference: ImageReference) -> BlobLocation:
+    """The location a reference stands for: its repository when it has a registry name."""
+    named = reference.docker_reference
+    scope = named.name if named is not None else reference.string_within_transport()
+    return BlobLocation(reference.transport.name, scope, str(reference))
+
+
+class BlobInfoCache:
+    """A blob-info cache in the SQLite file at ``path`` (created on first use).
+
+    Safe to share between threads and processes. Failures to read or write the file are
+    logged as warnings and otherwise ignored: the cache is an optimisation.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self.path = Path(path) if path is not None else default_cache_path()
+        self._lock = threading.Lock()
+        self._ready = False
+
+    def __repr__(self) -> str:
+        return f"BlobInfoCache({str(self.path)!r})"
+
+    # -- connections -------------------------------------------------------------------------
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        # One connection per operation: cheap, and never shared between threads.
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None)
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+            with self._lock:
+                ready = self._ready
+            if not ready:
+                conn.execute("PRAGMA journal_mode = WAL")
+                for statement in _SCHEMA:
+                    conn.execute(statement)
+                with self._lock:
+                    self._ready = True
+            yield conn
+        finally:
+            conn.close()
+
+    def _warn(self, what: str, error: BaseException) -> None:
+        log.warning("blob-info cache %s: %s failed: %s", self.path, what, error)
+
+    # -- locations ---------------------------------------------------------------------------
+    def record_locations(self, entries: Iterable[tuple[Digest, BlobLocation]]) -> None:
+        """Remember that each blob was seen at its location (now)."""
+        rows = [
+            (str(d), loc.transport, loc.scope, loc.reference, time.time()) for d, loc in entries
+        ]
+        if not rows:
+            return
+        try:
+            with self._connect() as conn:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.executemany(
+                    "INSERT INTO locations (digest, transport, scope, reference, last_seen) "
+                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (digest, transport, scope) DO UPDATE "
+                    "SET reference = excluded.reference, last_seen = excluded.last_seen",
+                    rows,
+                )
+                conn.execute("COMMIT")
+        except (sqlite3.Error, OSError) as e:
+            self._warn("recording blob locations", e)
+
+    def locations(self, digest: Digest, transport: str | None = None) -> list[BlobLocation]:
+        """Where the blob was seen, most recently first (at most :data:`MAX_LOCATIONS`)."""
+        query = "SELECT transport, scope, reference FROM locations WHERE digest = ?"
+        params: list[object] = [str(digest)]
+        if transport is not None:
+            query += " AND transport = ?"
+            params.append(transport)
+        query += f" ORDER BY last_seen DESC LIMIT {MAX_LOCATIONS}"
+        try:
+            with self._connect() as conn:
+                rows = conn.execute(query, params).fetchall()
+        except (sqlite3.Error, OSError) as e:
+            self._warn("reading blob locations", e)
+            return []
+        return [BlobLocation(str(t), str(s), str(r)) for t, s, r in rows]
+
+    # -- compressed <-> uncompressed ---------------------------------------------------------
+    def record_uncompressed(self, pairs: Iterable[tuple[Digest, Digest, str]]) -> None:
+        """Remember ``(compressed digest, uncompressed digest, compression)`` triples.
+
+        ``compression`` is ``"gzip"``, ``"zstd"`` or ``"none"`` (a blob that is its own
+        uncompressed form).
+        """
+        now = time.time()
+        rows = [(str(c), str(u), comp, now) for c, u, comp in pairs]
+        if not rows:
+            return
+        try:
+            with self._connect() as conn:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.executemany(
+                    "INSERT INTO uncompressed (compressed, uncompressed, compression, last_seen) "
+                    "VALUES (?, ?, ?, ?) ON CONFLICT (compressed) DO UPDATE "
+                    "SET uncompressed = excluded.uncompressed, "
+                    "compression = excluded.compression, last_seen = excluded.last_seen",
+                    rows,
+                )
+                conn.execute("COMMIT")
+        except (sqlite3.Error, OSError) as e:
+            self._warn("recording digest pairs", e)
+
+    def uncompressed_digest(self, digest: Digest) -> Digest | None:
+        """The digest of the uncompressed form of the blob ``digest``, if known."""
+        try:
+            with self._connect() as conn:
+                row = conn.execute(
+                    "SELECT uncompressed FROM uncompressed WHERE compressed = ?", (str(digest),)
+                ).fetchone()
+        except (sqlite3.Error, OSError) as e:
+            self._warn("reading digest pairs", e)
+            return None
+        return _digest(row[0]) if row else None
+
+    def compressed_digests(self, uncompressed: Digest, compression: str) -> list[Digest]:
+        """Known blobs that are ``uncompressed`` compressed with ``compression``, newest first."""
+        try:
+            with self._connect() as conn:
+                rows = conn.execute(
+                    "SELECT compressed FROM uncompressed WHERE uncompressed = ? "
+                    "AND compression = ? ORDER BY last_seen DESC LIMIT ?",
+                    (str(uncompressed), compression, MAX_LOCATIONS),
+                ).fetchall()
+        except (sqlite3.Error, OSError) as e:
+            self._warn("reading digest pairs", e)
+            return []
+        return [d for d in (_digest(r[0]) for r in rows) if d is not None]
+
+
+def _digest(text: object) -> Digest | None:
+    try:
+        return Digest.parse(str(text))
+    except ImageError:
+        return None

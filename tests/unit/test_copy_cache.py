@@ -1,0 +1,154 @@
+"""The blob-info cache: the SQLite file itself, and what the copy engine does with it."""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import sqlite3
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+_TESTS = str(Path(__file__).resolve().parents[1])
+if _TESTS not in sys.path:
+    sys.path.insert(0, _TESTS)
+
+from imagebuilder import BuiltImage, make_image, make_layer  # noqa: E402
+from memtransport import MemoryStore, MemoryTransport  # noqa: E402
+
+from imagetypes import mediatypes as mt  # noqa: E402
+from imagetypes import register_transport  # noqa: E402
+from imagetypes.copy import (  # noqa: E402
+    BlobInfoCache,
+    BlobLocation,
+    CopyOptions,
+    copy_image,
+    default_cache_path,
+)
+from imagetypes.digest import Digest  # noqa: E402
+from imagetypes.plugins import reset_transports  # noqa: E402
+
+D1 = Digest.from_bytes(b"one")
+D2 = Digest.from_bytes(b"two")
+
+
+@pytest.fixture
+def store() -> Iterator[MemoryStore]:
+    store = MemoryStore()
+    register_transport(MemoryTransport(store), replace=True)
+    yield store
+    reset_transports()
+
+
+def test_default_path_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_cache_path() == tmp_path / "xdg" / "imagetypes" / "blobinfo.sqlite"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert default_cache_path() == tmp_path / "home" / ".cache" / "imagetypes" / "blobinfo.sqlite"
+    cache = BlobInfoCache()
+    assert cache.path == default_cache_path()
+
+
+def test_locations_newest_first_one_per_scope(tmp_path: Path) -> None:
+    cache = BlobInfoCache(tmp_path / "c.sqlite")
+    a = BlobLocation("docker", "r.example/a", "docker://r.example/a:1")
+    a2 = BlobLocation("docker", "r.example/a", "docker://r.example/a:2")
+    b = BlobLocation("docker", "r.example/b", "docker://r.example/b:1")
+    cache.record_locations([(D1, a)])
+    cache.record_locations([(D1, b), (D2, b)])
+    cache.record_locations([(D1, a2)])
+    assert cache.locations(D1) == [a2, b]
+    assert cache.locations(D2) == [b]
+    assert cache.locations(D2, transport="oci") == []
+    assert cache.locations(Digest.from_bytes(b"none")) == []
+    # WAL mode, so readers and writers of several processes do not block each other.
+    with sqlite3.connect(cache.path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_digest_pairs(tmp_path: Path) -> None:
+    cache = BlobInfoCache(tmp_path / "c.sqlite")
+    cache.record_uncompressed([(D1, D2, "gzip")])
+    assert cache.uncompressed_digest(D1) == D2
+    assert cache.uncompressed_digest(D2) is None
+    assert cache.compressed_digests(D2, "gzip") == [D1]
+    assert cache.compressed_digests(D2, "zstd") == []
+
+
+def _writer(path: str, worker: int) -> None:
+    cache = BlobInfoCache(path)
+    for i in range(50):
+        loc = BlobLocation("docker", f"r/{worker}", f"docker://r/{worker}:{i}")
+        cache.record_locations([(Digest.from_bytes(f"{worker}-{i}".encode()), loc)])
+
+
+def test_several_processes_write_one_file(tmp_path: Path) -> None:
+    path = str(tmp_path / "shared.sqlite")
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(path, w)) for w in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    cache = BlobInfoCache(path)
+    for w in range(3):
+        for i in range(50):
+            (loc,) = cache.locations(Digest.from_bytes(f"{w}-{i}".encode()))
+            assert loc.scope == f"r/{w}"
+
+
+def test_a_broken_cache_file_only_warns(
+    tmp_path: Path, store: MemoryStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    broken = tmp_path / "broken.sqlite"
+    broken.write_bytes(b"this is not a database" * 100)
+    store.add_built("src", make_image(1))
+    with caplog.at_level(logging.WARNING, logger="imagetypes.copy"):
+        result = copy_image("mem:src", "mem:dst", CopyOptions(blob_info_cache=str(broken)))
+    assert result.blobs_copied == 3
+    assert any("blob-info cache" in r.getMessage() for r in caplog.records)
+
+
+def _plain(seed: int) -> BuiltImage:
+    img = make_image(seed, (4000, 60_000))
+    manifest = json.loads(img.manifest)
+    blobs = {img.config_digest: img.config}
+    for i, layer in enumerate(manifest["layers"]):
+        tar, diff_id = make_layer(seed * 1000 + i, (4000, 60_000)[i], compress=False)
+        blobs[diff_id] = tar
+        layer.update(mediaType=mt.OCI_LAYER, digest=str(diff_id), size=len(tar))
+    return BuiltImage(json.dumps(manifest).encode(), mt.OCI_MANIFEST, img.config, blobs)
+
+
+def test_cache_spares_compressing_a_layer_again(tmp_path: Path, store: MemoryStore) -> None:
+    cache = tmp_path / "c.sqlite"
+    img = _plain(2)
+    store.add_built("src", img)
+    first = copy_image("mem:src", "mem:gz", CopyOptions(dest_compress=True, blob_info_cache=cache))
+    assert first.layers_recompressed == 2
+    puts = store.stats("gz").puts
+    # Another copy of the same content: the cache knows the compressed layers, the destination
+    # has them, so nothing is compressed or written again.
+    store.add_built("src2", img)
+    again = copy_image(
+        "mem:src2",
+        "mem:gz",
+        CopyOptions(dest_compress=True, blob_info_cache=cache, skip_identical=False),
+    )
+    assert again.layers_recompressed == 0
+    assert again.blobs_reused == 3
+    assert store.stats("gz").puts == puts
+    assert again.manifest_digest == first.manifest_digest
+    # Without the cache the layers are compressed again (same bytes: same digests).
+    third = copy_image("mem:src2", "mem:gz", CopyOptions(dest_compress=True, skip_identical=False))
+    assert third.layers_recompressed == 2
+
+
+def test_bad_cache_setting_is_refused() -> None:
+    with pytest.raises(ValueError, match="blob_info_cache"):
+        CopyOptions(blob_info_cache=42)  # type: ignore[arg-type]
