@@ -12,7 +12,14 @@ Settings beyond :class:`~imagetypes.TransportOptions` go in its ``extra`` mappin
 - ``docker.event_hooks``: httpx event hooks (``{"request": [...], "response": [...]}``);
 - ``docker.timeout``: network timeout in seconds (default 60);
 - ``docker.upload_chunk_size`` / ``docker.monolithic_limit``: upload chunking, in bytes;
-- ``docker.http_transport``: an ``httpx.BaseTransport`` to send requests through.
+- ``docker.http_transport``: an ``httpx.BaseTransport`` to send requests through;
+- ``docker.registries_conf``: the registries.conf (a path or a
+  :class:`~imagetypes.trust.RegistriesConf`) for blocking, insecure registries, location
+  rewriting and pull mirrors (default: ``$CONTAINERS_REGISTRIES_CONF``, else the user's or the
+  system's file);
+- ``docker.registries_d``: the registries.d directory (a path or a
+  :class:`~imagetypes.trust.RegistriesD`) saying where signatures live: lookaside storage,
+  sigstore attachments (default: the user's, else the system's directory).
 """
 
 from __future__ import annotations
@@ -36,14 +43,18 @@ from ._errors import (
     RepositoryNotFoundError,
     TooManyRequestsError,
 )
+from ._mirrors import REGISTRIES_CONF_OPTION
 from ._reference import DockerReference, DockerTransport, transport
 from ._registry import PAGE_SIZE_OPTION, DockerRegistry, DockerRepository
+from ._signatures import REGISTRIES_D_OPTION, SignatureStorage, sigstore_attachment_tag
 from ._source import DockerImageSource
 from ._tls import TLSConfigError
 
 __all__ = [
     "MOUNT_FROM_OPTION",
     "PAGE_SIZE_OPTION",
+    "REGISTRIES_CONF_OPTION",
+    "REGISTRIES_D_OPTION",
     "AccessDeniedError",
     "AuthenticationError",
     "BlobReader",
@@ -65,11 +76,13 @@ __all__ = [
     "RegistryUnsupportedError",
     "RepositoryNotFoundError",
     "Scope",
+    "SignatureStorage",
     "TLSConfigError",
     "TooManyRequestsError",
     "endpoint_host",
     "open_registry",
     "resolve_credentials",
+    "sigstore_attachment_tag",
     "transport",
 ]
 

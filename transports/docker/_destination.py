@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from imagetypes import mediatypes as mt
 from imagetypes.descriptor import BlobInfo, Descriptor
 from imagetypes.digest import Digest, Readable, verify_stream
 from imagetypes.errors import DigestMismatchError, ImageError, NotFoundError
+from imagetypes.image import manifest_digest
 from imagetypes.types import (
     DestinationCapabilities,
     ImageDestination,
@@ -20,6 +21,9 @@ from imagetypes.types import (
 )
 
 from ._client import MAX_MANIFEST_SIZE, RegistryClient, referrers_tag
+from ._errors import AccessDeniedError
+from ._mirrors import destination_options
+from ._signatures import SignatureStorage, check_writable, load_registries_d, write_signatures
 
 if TYPE_CHECKING:
     from imagetypes.reference import Reference
@@ -50,7 +54,13 @@ class DockerImageDestination(ImageDestination):
 
     def __init__(self, reference: DockerReference, options: TransportOptions | None = None) -> None:
         self._reference = reference
-        self._options = options or TransportOptions()
+        # registries.conf: a blocked registry is refused, an insecure one needs no TLS check.
+        self._options = destination_options(reference, options or TransportOptions())
+        self._signature_storage = SignatureStorage.for_writing(
+            reference.docker_reference, load_registries_d(self._options)
+        )
+        # Signatures staged per manifest (None: the top one); a later call replaces them.
+        self._signatures: dict[Digest | None, list[bytes]] = {}
         self._client = RegistryClient(
             reference.registry_host, self._options, repository=reference.repository
         )
@@ -76,7 +86,13 @@ class DockerImageDestination(ImageDestination):
             manifest_types=_MANIFEST_TYPES,
             concurrent_blob_writes=True,
             accepts_foreign_layers=True,
+            supports_signatures=self._signature_storage.can_write,
         )
+
+    @property
+    def signature_storage(self) -> SignatureStorage:
+        """Where :meth:`put_signatures` writes (lookaside URL, sigstore attachments)."""
+        return self._signature_storage
 
     @property
     def mount_sources(self) -> tuple[str, ...]:
@@ -112,6 +128,21 @@ class DockerImageDestination(ImageDestination):
             if repository not in self._mount_sources:
                 self._mount_sources.append(repository)
         return True
+
+    def note_blob_locations(self, digest: Digest, references: Iterable[ImageReference]) -> None:
+        """Learn where a blob was seen (the copy engine's blob-info cache): mount from there."""
+        for reference in references:
+            self.add_mount_source(reference)
+
+    def has_manifest(self, digest: Digest) -> bool:
+        """Whether the reference already points at the manifest ``digest`` (one HEAD)."""
+        try:
+            info = self._client.head_manifest(
+                self._reference.repository, self._reference.tag_or_digest
+            )
+        except (NotFoundError, AccessDeniedError):
+            return False  # no such tag or repository (or no right to look): write it
+        return info.digest == digest
 
     def try_reusing_blob(self, info: BlobInfo) -> Descriptor | None:
         if info.digest is None:
@@ -163,6 +194,24 @@ class DockerImageDestination(ImageDestination):
         with self._lock:
             self._top = (bytes(manifest), media_type)
 
+    def put_signatures(self, signatures: Sequence[bytes], instance: Digest | None = None) -> None:
+        """Stage signatures; :meth:`commit` stores them after the manifest.
+
+        Sigstore signatures become sigstore attachments, others go to lookaside storage, as
+        registries.d configures them; what cannot be stored is refused here, before commit.
+        """
+        blobs = [bytes(s) for s in signatures]
+        if not blobs:
+            return
+        check_writable(self._signature_storage, blobs, str(self._reference))
+        with self._lock:
+            if instance is None and self._top is None:
+                raise ImageError(
+                    f"{self._reference}: put_signatures before put_manifest: the manifest "
+                    "digest the signatures belong to is not known"
+                )
+            self._signatures[instance] = blobs
+
     def commit(self) -> None:
         with self._lock:
             top = self._top
@@ -170,6 +219,11 @@ class DockerImageDestination(ImageDestination):
             raise ImageError(f"{self._reference}: commit without a manifest")
         self._put(self._reference.tag_or_digest, top[0], top[1])
         self._committed = True
+        for instance, blobs in self._signatures.items():
+            digest = instance if instance is not None else manifest_digest(top[0])
+            write_signatures(
+                self._signature_storage, self._client, self._reference.repository, digest, blobs
+            )
 
     def _put(self, reference: str, manifest: bytes, media_type: str) -> None:
         repo = self._reference.repository

@@ -115,6 +115,9 @@ class DockerReference(ImageReference):
 
     def delete(self, options: TransportOptions | None = None) -> None:
         """Delete the manifest (by digest: a tag is resolved first, and every tag of it goes)."""
+        from ._mirrors import destination_options
+
+        options = destination_options(self, options or TransportOptions())
         with RegistryClient(self.registry_host, options, repository=self.repository) as client:
             digest = self.digest
             if digest is None:

@@ -7,9 +7,17 @@ from typing import TYPE_CHECKING
 
 from imagetypes.descriptor import Descriptor
 from imagetypes.digest import Digest, Readable
+from imagetypes.image import manifest_digest
 from imagetypes.types import ImageSource, SourceCapabilities, TransportOptions
 
 from ._client import RegistryClient
+from ._mirrors import open_pull_endpoint
+from ._signatures import (
+    SignatureStorage,
+    load_registries_d,
+    read_lookaside,
+    read_sigstore_attachments,
+)
 
 if TYPE_CHECKING:
     from ._reference import DockerReference
@@ -25,11 +33,21 @@ class DockerImageSource(ImageSource):
 
     def __init__(self, reference: DockerReference, options: TransportOptions | None = None) -> None:
         self._reference = reference
-        self._client = RegistryClient(
-            reference.registry_host, options, repository=reference.repository
-        )
-        self._top: tuple[bytes, str] | None = None
+        self._options = options or TransportOptions()
+        # registries.conf: blocking, rewriting and mirrors choose where the pull goes.
+        endpoint = open_pull_endpoint(reference, self._options)
+        self._physical = endpoint.physical
+        self._client = endpoint.client
+        self._top: tuple[bytes, str] | None = endpoint.top
         self._lock = threading.Lock()
+        try:
+            registries_d = load_registries_d(self._options)
+        except BaseException:
+            self._client.close()
+            raise
+        self._signature_storage = SignatureStorage.for_reading(
+            self._physical.docker_reference, registries_d
+        )
 
     @property
     def reference(self) -> DockerReference:
@@ -41,24 +59,58 @@ class DockerImageSource(ImageSource):
         return self._client
 
     @property
+    def physical_reference(self) -> DockerReference:
+        """Where the image is read from: a mirror, the rewritten location, or the reference."""
+        return self._physical
+
+    @property
+    def signature_storage(self) -> SignatureStorage:
+        """Where :meth:`get_signatures` looks (lookaside URL, sigstore attachments)."""
+        return self._signature_storage
+
+    @property
     def capabilities(self) -> SourceCapabilities:
         return SourceCapabilities(concurrent_blob_reads=True, ranged_reads=True)
 
     def get_manifest(self, instance: Digest | None = None) -> tuple[bytes, str]:
-        repo = self._reference.repository
+        repo = self._physical.repository
         if instance is not None:
             data, media_type, _ = self._client.get_manifest(repo, str(instance))
             return data, media_type
         with self._lock:
             if self._top is None:
-                data, media_type, _ = self._client.get_manifest(repo, self._reference.tag_or_digest)
+                data, media_type, _ = self._client.get_manifest(repo, self._physical.tag_or_digest)
                 self._top = (data, media_type)
             return self._top
 
     def get_blob_stream(self, descriptor: Descriptor, offset: int = 0) -> Readable:
         return self._client.blob_reader(
-            self._reference.repository, descriptor.digest, descriptor.size, offset
+            self._physical.repository, descriptor.digest, descriptor.size, offset
         )
+
+    def get_signatures(self, instance: Digest | None = None) -> list[bytes]:
+        """Signatures from lookaside storage, then sigstore attachments (when enabled).
+
+        Per registries.d for the place the image is read from; with no lookaside configured,
+        containers/image's default directory is read.
+        """
+        digest = self._signed_digest(instance)
+        storage = self._signature_storage
+        found: list[bytes] = []
+        if storage.lookaside is not None:
+            found += read_lookaside(storage.lookaside, digest, self._client.options)
+        if storage.use_sigstore_attachments:
+            found += read_sigstore_attachments(self._client, self._physical.repository, digest)
+        return found
+
+    def _signed_digest(self, instance: Digest | None) -> Digest:
+        if instance is not None:
+            return instance
+        digest = self._physical.digest
+        if digest is not None and digest.algorithm == "sha256":
+            return digest
+        data, _ = self.get_manifest()
+        return manifest_digest(data)
 
     def referrers(
         self, digest: Digest | None = None, artifact_type: str | None = None
@@ -67,7 +119,7 @@ class DockerImageSource(ImageSource):
         if digest is None:
             data, _ = self.get_manifest()
             digest = Digest.from_bytes(data)
-        return self._client.referrers(self._reference.repository, digest, artifact_type)
+        return self._client.referrers(self._physical.repository, digest, artifact_type)
 
     def close(self) -> None:
         self._client.close()
