@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import attrs
 
-__all__ = ["RetryPolicy"]
+__all__ = ["RetryAttempt", "RetryPolicy"]
 
 
 @attrs.frozen(kw_only=True)
@@ -69,3 +69,21 @@ class RetryPolicy:
             now = _dt.datetime.now(when.tzinfo or _dt.timezone.utc)
             seconds = (when - now).total_seconds()
         return max(0.0, min(seconds, self.max_retry_after))
+
+
+@attrs.frozen
+class RetryAttempt:
+    """What a transport reports just before it tries an operation again.
+
+    Given to ``TransportOptions.on_retry``; the copy engine turns it into a progress event.
+    """
+
+    #: What is retried, e.g. ``GET https://registry.example/v2/app/blobs/sha256:...``
+    #: (never with credentials or query strings).
+    operation: str
+    #: 1 for the first retry, 2 for the second, ...
+    attempt: int
+    #: Seconds waited before the retry.
+    delay: float
+    #: Why: the error or the HTTP status that failed the previous try.
+    reason: str

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +23,7 @@ from .descriptor import BlobInfo, Descriptor
 from .digest import Digest, Readable, VerifyingReader
 from .errors import UnsupportedError
 from .platform import Platform
-from .retry import RetryPolicy
+from .retry import RetryAttempt, RetryPolicy
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -96,6 +96,10 @@ class TransportOptions:
     no_creds: bool = False
     #: How failed requests and blob transfers are retried.
     retry: RetryPolicy = attrs.field(factory=RetryPolicy)
+    #: Called (from any thread) before each retry a transport makes.
+    on_retry: Callable[[RetryAttempt], None] | None = attrs.field(
+        default=None, eq=False, repr=False
+    )
     #: Plugin-specific settings.
     extra: Mapping[str, Any] = attrs.field(factory=dict, converter=_mapping, hash=False)
 

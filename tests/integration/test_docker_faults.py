@@ -9,6 +9,7 @@ import random
 import time
 from collections.abc import Iterator
 
+import attrs
 import pytest
 from imagebuilder import make_image
 from imagetypes_transports.docker import (
@@ -28,6 +29,7 @@ from imagetypes import (
     RetryPolicy,
     TransportOptions,
 )
+from imagetypes.retry import RetryAttempt
 
 pytestmark = pytest.mark.integration
 
@@ -221,3 +223,21 @@ def test_unreachable_registry_is_a_connection_error() -> None:
         pytest.raises(RegistryConnectionError, match="cannot reach"),
     ):
         src.get_manifest()
+
+
+def test_retries_are_reported_to_on_retry(proxy: FaultProxy, stored: tuple[str, object]) -> None:
+    name, img = stored
+    layer = layer_of(img)
+    proxy.add(Fault("GET", "/manifests/v1", "status", status=503))
+    proxy.add(Fault("GET", f"/blobs/{layer.digest}", "cut", after=100))
+    seen: list[RetryAttempt] = []
+    options = attrs.evolve(OPTIONS, on_retry=seen.append)
+    with via(proxy, f"{name}:v1").open_source(options) as src:
+        assert src.get_manifest()[0] == img.manifest  # type: ignore[attr-defined]
+        with src.get_blob(layer) as reader:
+            assert reader.read() == img.blobs[layer.digest]  # type: ignore[attr-defined]
+    assert [(a.attempt, a.reason) for a in seen[:1]] == [(1, "HTTP 503")]
+    assert "manifest" in seen[0].operation and seen[0].operation.endswith(":v1")
+    assert len(seen) == 2
+    assert str(layer.digest) in seen[1].operation
+    assert "from byte 100" in seen[1].operation

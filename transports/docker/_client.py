@@ -32,7 +32,7 @@ from imagetypes.errors import (
     ManifestTooLargeError,
     NotFoundError,
 )
-from imagetypes.retry import RetryPolicy
+from imagetypes.retry import RetryAttempt, RetryPolicy
 from imagetypes.types import TransportOptions
 
 from ._auth import RegistryAuth, Scope
@@ -219,6 +219,7 @@ class RegistryClient:
         """
         retriable = method in _IDEMPOTENT if retry is None else retry
         delays = iter(self.retry.delays() if retriable else ())
+        attempt = 0
         while True:
             request = self._http.build_request(
                 method, url, headers=headers, params=params, content=content
@@ -233,8 +234,8 @@ class RegistryClient:
                 delay = None if isinstance(error, RegistryTLSError) else next(delays, None)
                 if delay is None:
                     raise error from e
-                log.debug("retrying %s %s in %.2fs after %s", method, request.url, delay, e)
-                self._sleep(delay)
+                attempt += 1
+                self._retrying(what, attempt, delay, str(error))
                 continue
             status = response.status_code
             if status in expect:
@@ -244,8 +245,8 @@ class RegistryClient:
                 if delay is not None:
                     wait = self.retry.retry_after(status, response.headers.get("retry-after"))
                     response.close()
-                    log.debug("retrying %s %s after HTTP %s", method, request.url, status)
-                    self._sleep(delay if wait is None else wait)
+                    attempt += 1
+                    self._retrying(what, attempt, delay if wait is None else wait, f"HTTP {status}")
                     continue
             try:
                 body = read_bounded(response, MAX_ERROR_BODY)
@@ -254,6 +255,13 @@ class RegistryClient:
             finally:
                 response.close()
             raise _error_for(response, body, what, not_found)
+
+    def _retrying(self, what: str, attempt: int, delay: float, reason: str) -> None:
+        """Report a retry (log and the caller's on_retry), then wait before it."""
+        log.debug("retrying %s (attempt %d) in %.2fs after %s", what, attempt, delay, reason)
+        if self.options.on_retry is not None:
+            self.options.on_retry(RetryAttempt(what, attempt, delay, reason))
+        self._sleep(delay)
 
     def _read(self, response: httpx.Response, limit: int, what: str) -> bytes:
         try:
@@ -482,6 +490,7 @@ class RegistryClient:
 
     def _patch_chunk(self, location: httpx.URL, chunk: bytes, offset: int, what: str) -> httpx.URL:
         delays = iter(self.retry.delays())
+        attempt = 0
         start = 0  # the first byte of chunk the registry does not have yet
         end = offset + len(chunk) - 1
         while True:
@@ -511,7 +520,8 @@ class RegistryClient:
             delay = next(delays, None)
             if delay is None:
                 raise failure
-            self._sleep(delay)
+            attempt += 1
+            self._retrying(what, attempt, delay, str(failure))
             # Ask how much arrived, and resend the rest of the chunk from there.
             try:
                 location, have = self._upload_status(location, what)
@@ -738,9 +748,13 @@ class BlobReader:
                 f"reading blob {self._digest} from {self._client.host}/{self._repository} "
                 f"broke at byte {self._pos}{text}"
             ) from cause
-        log.debug("blob %s: resuming at byte %d after %s", self._digest, self._pos, cause)
-        self._client._sleep(delay)
         self.resumes += 1
+        self._client._retrying(
+            f"GET {self._client.host}/{self._repository} blob {self._digest} from byte {self._pos}",
+            self.resumes,
+            delay,
+            str(cause) if cause else "the connection closed early",
+        )
         self._open()
 
     def _fill(self) -> bool:
