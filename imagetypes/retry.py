@@ -78,8 +78,8 @@ class RetryAttempt:
     Given to ``TransportOptions.on_retry``; the copy engine turns it into a progress event.
     """
 
-    #: What is retried, e.g. ``GET https://registry.example/v2/app/blobs/sha256:...``
-    #: (never with credentials or query strings).
+    #: What is retried, in words (``reading manifest registry.example/app:1.0``); never with
+    #: credentials or query strings.
     operation: str
     #: 1 for the first retry, 2 for the second, ...
     attempt: int

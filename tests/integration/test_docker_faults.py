@@ -237,7 +237,8 @@ def test_retries_are_reported_to_on_retry(proxy: FaultProxy, stored: tuple[str, 
         with src.get_blob(layer) as reader:
             assert reader.read() == img.blobs[layer.digest]  # type: ignore[attr-defined]
     assert [(a.attempt, a.reason) for a in seen[:1]] == [(1, "HTTP 503")]
-    assert "manifest" in seen[0].operation and seen[0].operation.endswith(":v1")
+    assert "manifest" in seen[0].operation
+    assert seen[0].operation.endswith(":v1")
     assert len(seen) == 2
     assert str(layer.digest) in seen[1].operation
     assert "from byte 100" in seen[1].operation
