@@ -65,7 +65,7 @@ from .plugins import (
     reset_transports,
 )
 from .reference import Reference
-from .retry import RetryPolicy
+from .retry import RetryAttempt, RetryPolicy
 from .types import (
     Credentials,
     DestinationCapabilities,
@@ -130,6 +130,7 @@ __all__ = [
     "Reference",
     "Registry",
     "Repository",
+    "RetryAttempt",
     "RetryPolicy",
     "SizeMismatchError",
     "SourceCapabilities",
