@@ -21,6 +21,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import attrs
 
+from . import _display
 from . import mediatypes as mt
 from .descriptor import Descriptor
 from .digest import Digest
@@ -349,6 +350,24 @@ class Image:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+    # -- display in IPython and Jupyter ------------------------------------------------------
+    def _display_card(self) -> _display.Card:
+        # A closed image shows what it read before (reading now would fail or reopen nothing);
+        # an unreadable config is shown in the card, so the rest of the image still displays.
+        if self._closed and self._config is None:
+            return _display.image_card(self, None, "not read (the image is closed)")
+        try:
+            config = self.config()
+        except ImageError as e:
+            return _display.image_card(self, None, f"unreadable: {e}")
+        return _display.image_card(self, config)
+
+    def _repr_html_(self) -> str:
+        return _display.render_html(self._display_card())
+
+    def _repr_pretty_(self, p: _display.PrettyPrinter, cycle: bool) -> None:
+        _display.render_pretty(self._display_card(), p, cycle, repr(self))
 
     def __repr__(self) -> str:
         short = self.digest.hex[:12]

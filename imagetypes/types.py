@@ -28,6 +28,7 @@ from .retry import RetryAttempt, RetryPolicy
 if TYPE_CHECKING:
     from typing_extensions import Self
 
+    from ._display import Listing
     from .image import Image
     from .reference import Reference
 
@@ -276,9 +277,7 @@ class ImageSource(_Closing, ABC):
 
     def get_blob(self, descriptor: Descriptor) -> VerifyingReader:
         """A stream of the blob that fails at EOF unless digest and size match the descriptor."""
-        return VerifyingReader(
-            self.get_blob_stream(descriptor), descriptor.digest, descriptor.size
-        )
+        return VerifyingReader(self.get_blob_stream(descriptor), descriptor.digest, descriptor.size)
 
     def get_blob_bytes(self, descriptor: Descriptor, limit: int | None = None) -> bytes:
         """The whole (verified) blob in memory; for configs and other small blobs.
@@ -401,6 +400,16 @@ class Repository(ABC):
         for tag in self.tags():
             yield self.image(tag, options=options)
 
+    def listing(self, limit: int | None = 1000) -> Listing:
+        """The repository's tags (at most ``limit``; ``None``: all) as a :class:`Listing`.
+
+        A listing is a sequence of names that displays itself as a table in IPython and
+        Jupyter.
+        """
+        from ._display import listing
+
+        return listing(self.tags(), title=f"Tags of {self.name}", limit=limit)
+
 
 class Registry(_Closing, ABC):
     """A collection of repositories (a registry server, a multi-image store)."""
@@ -416,3 +425,13 @@ class Registry(_Closing, ABC):
     def search(self, term: str) -> Iterator[Mapping[str, Any]]:
         """Search the registry, where it offers a search endpoint."""
         raise UnsupportedError("this registry offers no search")
+
+    def listing(self, limit: int | None = 1000) -> Listing:
+        """The repository names (at most ``limit``; ``None``: all) as a :class:`Listing`.
+
+        A listing is a sequence of names that displays itself as a table in IPython and
+        Jupyter; the catalog is read no further than ``limit`` names.
+        """
+        from ._display import listing
+
+        return listing(self.repositories(), title="Repositories", limit=limit)

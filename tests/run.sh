@@ -111,6 +111,12 @@ echo "using $("$PYTHON" -c 'import sys; print(sys.executable, sys.version.split(
 step "pip install -e '.[test]'"
 "$PYTHON" -m pip install --disable-pip-version-check --quiet --editable '.[test]'
 
+# The documentation site (mkdocs, material, mkdocstrings: the docs extra) and what runs the
+# notebook in tests/integration/test_docs.py (nbclient, ipykernel, nbformat).
+step "pip install -e '.[docs]' and the notebook runner"
+"$PYTHON" -m pip install --disable-pip-version-check --quiet --editable '.[docs]' \
+    'nbclient>=0.10' 'ipykernel>=6.29' 'nbformat>=5.10'
+
 # The checks: each runs even when an earlier one failed, so one run shows every problem.
 failed=()
 check() {
@@ -130,6 +136,12 @@ check() {
 check "ruff check ." "$PYTHON" -m ruff check .
 check "ruff format --check ." "$PYTHON" -m ruff format --check .
 check "mypy (strict; files from pyproject.toml)" "$PYTHON" -m mypy
+# The site must build with no warning (broken links, missing pages, bad docstrings), from
+# local files only: no theme fonts or plugins that fetch anything.
+SITE_DIR="$(mktemp -d)"
+trap 'rm -rf "$SITE_DIR"' EXIT
+check "mkdocs build --strict" env NO_MKDOCS_2_WARNING=1 \
+    "$PYTHON" -m mkdocs build --strict --site-dir "$SITE_DIR"
 # pytest exits 5 when it collected no tests: that is a failure too, never a silent pass.
 check "pytest" "$PYTHON" -m pytest "$@"
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
+from .. import _display
 from .. import mediatypes as mt
 from ..descriptor import Descriptor
 from ..digest import Digest
@@ -297,6 +298,13 @@ class Manifest:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(media_type={self.media_type!r}, digest={self.digest})"
+
+    # Rich display in IPython and Jupyter: type, digest, size, blobs or instances.
+    def _repr_html_(self) -> str:
+        return _display.render_html(_display.manifest_card(self))
+
+    def _repr_pretty_(self, p: _display.PrettyPrinter, cycle: bool) -> None:
+        _display.render_pretty(_display.manifest_card(self), p, cycle, repr(self))
 
 
 @attrs.frozen(repr=False)

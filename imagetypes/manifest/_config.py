@@ -9,6 +9,7 @@ from typing import Any
 
 import attrs
 
+from .. import _display
 from .. import mediatypes as mt
 from ..descriptor import Descriptor
 from ..digest import Digest
@@ -154,3 +155,10 @@ class ImageConfig:
 
     def __repr__(self) -> str:
         return f"ImageConfig(platform={self.platform}, digest={self.digest})"
+
+    # Rich display in IPython and Jupyter: platform, creation, environment, labels, history.
+    def _repr_html_(self) -> str:
+        return _display.render_html(_display.config_card(self))
+
+    def _repr_pretty_(self, p: _display.PrettyPrinter, cycle: bool) -> None:
+        _display.render_pretty(_display.config_card(self), p, cycle, repr(self))
