@@ -1,5 +1,10 @@
 """The ``imagetypes`` command: skopeo-like copy, inspect, list-tags, delete, login, logout,
-manifest-digest and transports.
+sync, manifest-digest, standalone-sign, standalone-verify, generate-sigstore-key and
+transports.
+
+``copy`` and ``sync`` apply the signature policy as skopeo does: ``--policy FILE``, else the
+user's or the system's ``policy.json`` (an error when there is none), unless
+``--insecure-policy`` is given.
 
 The command is a thin layer: it maps flags to the library's option objects and prints what the
 library returns. Exit status: 0 on success, 1 when an operation fails (one line on stderr,
@@ -16,13 +21,15 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 
+import attrs
+
 from .. import __version__
 from ..errors import ImageError
 from ..platform import Platform
 from ..plugins import list_transports
 from ..retry import RetryPolicy
 from ..types import Credentials, TransportOptions
-from . import _copyflags, _gojson, _registry, _sync
+from . import _copyflags, _gojson, _registry, _sync, _trust
 
 __all__ = ["main"]
 
@@ -220,6 +227,7 @@ def _transport_options(args: argparse.Namespace, prefix: str = "") -> TransportO
         no_creds=bool(get("no_creds")),
         registry_token=str(get("registry_token")) if get("registry_token") else None,
         retry=RetryPolicy(attempts=retry_times) if isinstance(retry_times, int) else RetryPolicy(),
+        extra=_trust.transport_extra(args),
     )
 
 
@@ -255,6 +263,14 @@ def _cmd_copy(args: argparse.Namespace) -> int:
         instances = tuple(args.platform)
     else:
         instances = args.multi_arch or "system"
+    policy = _trust.load_policy(args)
+    destination_options = _transport_options(args, "dest_")
+    tags = _trust.additional_tags(args)
+    if tags:
+        extra = dict(destination_options.extra)
+        extra["docker-archive.additional_tags"] = tuple(tags)
+        destination_options = attrs.evolve(destination_options, extra=extra)
+    signing = _trust.sign_options(args)
     renderer = make_progress(args.quiet, sys.stderr, args.progress_interval)
     try:
         options = CopyOptions(
@@ -262,11 +278,15 @@ def _cmd_copy(args: argparse.Namespace) -> int:
             format=args.format,
             progress=renderer,
             source_options=_transport_options(args, "src_"),
-            destination_options=_transport_options(args, "dest_"),
+            destination_options=destination_options,
             remove_signatures=args.remove_signatures,
+            policy=policy,
+            **signing,
             **compression_options(args),
         )
     except ValueError as e:
+        if renderer is not None:
+            renderer.close()
         raise FlagError(str(e)) from None
     try:
         result = copy_image(args.source, args.destination, options)
@@ -332,6 +352,7 @@ def _global_flags(*, top: bool) -> argparse.ArgumentParser:
         default=default,
         help="use VARIANT instead of this machine's when choosing an image",
     )
+    _trust.add_global_flags(group, default, top)
     return flags
 
 
@@ -464,6 +485,7 @@ def _build_parser() -> argparse.ArgumentParser:
     _copyflags.add_compression_flags(p)
     p.add_argument("-q", "--quiet", action="store_true", help="report no progress")
     p.add_argument("--remove-signatures", action="store_true", help="do not copy signatures")
+    _trust.add_sign_flags(p)
     p.add_argument(
         "--digestfile", metavar="PATH", help="write the digest of the written manifest to PATH"
     )
@@ -497,6 +519,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.set_defaults(command=_cmd_inspect)
 
     _registry.add_commands(sub, common)
+    _trust.add_commands(sub, common)
     _sync.add_command(sub, common, access_flags=_access_flags, retry_flag=_retry_flag)
 
     p = sub.add_parser("manifest-digest", parents=common, help="print a manifest file's digest")

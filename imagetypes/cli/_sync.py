@@ -92,12 +92,15 @@ def run(args: argparse.Namespace) -> int:
     from ..copy import CopyOptions, SyncError, SyncOptions, sync
     from . import FlagError, _transport_options
     from ._copyflags import compression_options, make_progress
+    from ._trust import load_policy
 
     if args.jobs < 1:
         raise FlagError("--jobs must be at least 1")
+    policy = None if args.dry_run else load_policy(args)
     renderer = make_progress(args.quiet or args.dry_run, sys.stderr, args.progress_interval)
     try:
         copy_options = CopyOptions(
+            policy=policy,
             format=args.format,
             progress=renderer,
             source_options=_transport_options(args, "src_"),

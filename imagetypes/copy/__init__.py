@@ -11,6 +11,13 @@ signatures and commits; nothing is visible at the destination unless everything 
 an image the destination already holds; a :class:`BlobInfoCache` (``blob_info_cache``)
 remembers where blobs were seen, so later pushes mount them and compressed layers are reused.
 
+Trust: ``CopyOptions.policy`` (an :class:`imagetypes.trust.Policy`) is evaluated against the
+source's manifest(s) and signatures before the destination is opened, so a rejected image
+writes nothing; ``sign_by`` (GPG) and ``sign_by_sigstore_private_key`` sign every manifest
+written, over its final bytes, as ``sign_identity`` or the destination's Docker reference.
+Library callers get no policy check unless they pass one; the ``imagetypes`` command applies
+the system's policy file, as skopeo does.
+
 Progress is reported as :class:`ProgressEvent` s to an optional callback
 (``CopyOptions.progress``); it is called from the blob worker threads, one call at a time.
 :class:`EventCollector` is a ready callback that keeps the events in a list.

@@ -28,7 +28,6 @@ from ..errors import (
     DigestChangeError,
     DigestMismatchError,
     ImageError,
-    PlatformMismatchError,
     UnsupportedConversionError,
     UnsupportedError,
     UnsupportedManifestTypeError,
@@ -44,7 +43,6 @@ from ..manifest import (
     convert_manifest,
     parse_manifest,
 )
-from ..platform import Platform
 from ..plugins import parse_reference
 from ..types import (
     ImageDestination,
@@ -72,6 +70,7 @@ from ._progress import (
     _Emitter,
 )
 from ._schema1 import Schema1Layer, schema1_layers, schema2_config
+from ._trust import Signer, SourceReads, check_policy, select_positions, select_system
 
 __all__ = ["copy_image"]
 
@@ -108,19 +107,33 @@ def copy_image(
     for the platform, :class:`~imagetypes.UnsupportedConversionError`,
     :class:`~imagetypes.DigestChangeError` under ``preserve_digests``, ...); any other
     exception becomes a :class:`~imagetypes.CopyError` with the original chained as its cause.
+
+    With ``options.policy``, the source's manifest(s) and signatures are read and the policy
+    evaluated before the destination is even opened; a rejection raises
+    :class:`~imagetypes.trust.PolicyRejectedError`. Signing (``options.sign_by``,
+    ``options.sign_by_sigstore_private_key``) is checked before any blob moves (identity, keys,
+    a destination that cannot store signatures) and happens over the final manifest bytes,
+    before commit.
     """
     options = options if options is not None else CopyOptions()
     src_ref = parse_reference(source) if isinstance(source, str) else source
     dst_ref = parse_reference(destination) if isinstance(destination, str) else destination
     try:
-        # The destination is closed without commit when anything below raises, which
-        # discards everything staged (the transports guarantee it).
-        with (
-            src_ref.open_source(options.source_options) as src,
-            dst_ref.open_destination(options.destination_options) as dst,
-        ):
-            dst.note_source(src_ref)
-            return _Copier(src, dst, options).run()
+        with src_ref.open_source(options.source_options) as src:
+            reads = SourceReads(src)
+            if options.policy is not None:
+                check_policy(options.policy, src_ref, reads, options)
+            signer = Signer.from_options(options, dst_ref)
+            # The destination is closed without commit when anything below raises, which
+            # discards everything staged (the transports guarantee it).
+            with dst_ref.open_destination(options.destination_options) as dst:
+                if signer is not None and not dst.capabilities.supports_signatures:
+                    raise UnsupportedError(
+                        f"cannot sign: {dst_ref} cannot store signatures (a registry needs "
+                        "lookaside storage or sigstore attachments configured in registries.d)"
+                    )
+                dst.note_source(src_ref)
+                return _Copier(src, dst, options, reads, signer).run()
     except ImageError:
         raise
     except Exception as e:
@@ -224,10 +237,19 @@ def _known(size: int) -> int | None:
 
 
 class _Copier:
-    def __init__(self, src: ImageSource, dst: ImageDestination, options: CopyOptions) -> None:
+    def __init__(
+        self,
+        src: ImageSource,
+        dst: ImageDestination,
+        options: CopyOptions,
+        reads: SourceReads | None = None,
+        signer: Signer | None = None,
+    ) -> None:
         self.src = src
         self.dst = dst
         self.options = options
+        self.reads = reads if reads is not None else SourceReads(src)
+        self.signer = signer
         self.emit = _Emitter(options.progress)
         self.dst_caps = dst.capabilities
         self.cancel = threading.Event()
@@ -250,7 +272,7 @@ class _Copier:
     # -- the copy ----------------------------------------------------------------------------
     def run(self) -> CopyResult:
         self.emit(CopyStarted(str(self.src.reference), str(self.dst.reference)))
-        raw, media_type = self.src.get_manifest()
+        raw, media_type = self.reads.manifest(None)
         top = parse_manifest(raw, media_type or None)
         instances: tuple[Digest, ...] = ()
         written: Manifest | None
@@ -309,7 +331,7 @@ class _Copier:
 
     def _already_there(self, manifest: Manifest, signed: bool) -> bool:
         """True (and reported) when the destination holds exactly ``manifest``."""
-        if not self.options.skip_identical or signed:
+        if not self.options.skip_identical or signed or self.signer is not None:
             return False
         if not self.dst.has_manifest(manifest.digest):
             return False
@@ -329,7 +351,7 @@ class _Copier:
         self._copy_blobs([plan])
         output = self._finish(plan)
         self._put_manifest(output, instance=False)
-        self.dst.put_signatures(list(plan.signatures))
+        self.dst.put_signatures(self._with_new_signatures(plan.signatures, output))
         return output
 
     def _copy_index(self, index: IndexManifest) -> tuple[Manifest, tuple[Digest, ...]] | None:
@@ -369,10 +391,12 @@ class _Copier:
         for plan in plans:
             output = self._finish(plan)
             self._put_manifest(output, instance=True)
-            self.dst.put_signatures(list(plan.signatures), output.digest)
+            self.dst.put_signatures(
+                self._with_new_signatures(plan.signatures, output), output.digest
+            )
         output = self._index_output(index, positions, plans, report=True)
         self._put_manifest(output, instance=False)
-        self.dst.put_signatures(list(top_signatures))
+        self.dst.put_signatures(self._with_new_signatures(top_signatures, output))
         return output, tuple(p.output.digest for p in plans if p.output is not None)
 
     def _copy_index_only(self, index: IndexManifest) -> Manifest | None:
@@ -389,51 +413,19 @@ class _Copier:
         if self._already_there(output, bool(signatures)):
             return None
         self._put_manifest(output, instance=False)
-        self.dst.put_signatures(list(signatures))
+        self.dst.put_signatures(self._with_new_signatures(signatures, output))
         return output
 
     # -- choosing instances ------------------------------------------------------------------
     def _select_system(self, index: IndexManifest) -> Descriptor:
-        src_opts = self.options.source_options
-        wanted = src_opts.platform if src_opts and src_opts.platform else Platform.current()
-        desc = index.instance_for(wanted)
-        if desc is None:
-            raise self._mismatch(index, [wanted])
-        return desc
+        return select_system(index, self.options, self.src.reference)
 
     def _select_instances(self, index: IndexManifest) -> list[int]:
         """Positions in the index of the instances to copy, in index order."""
-        if self.options.instances == "all":
-            return list(range(len(index.manifests)))
-        assert not isinstance(self.options.instances, str)
-        chosen: set[int] = set()
-        missing: list[Platform] = []
-        for wanted in self.options.instances:
-            desc = index.instance_for(wanted)
-            if desc is None:
-                missing.append(wanted)
-            else:
-                chosen.add(index.manifests.index(desc))
-        if missing:
-            raise self._mismatch(index, missing)
-        return sorted(chosen)
-
-    def _mismatch(self, index: IndexManifest, wanted: list[Platform]) -> PlatformMismatchError:
-        available = ", ".join(str(d.platform) for d in index.manifests if d.platform) or "none"
-        asked = ", ".join(str(p) for p in wanted)
-        return PlatformMismatchError(
-            f"{self.src.reference} has no image for {asked} (available platforms: {available})"
-        )
+        return select_positions(index, self.options, self.src.reference)
 
     def _instance_manifest(self, digest: Digest) -> ImageManifest:
-        raw, media_type = self.src.get_manifest(digest)
-        actual = Digest.from_bytes(raw, digest.algorithm)
-        if actual != digest:
-            raise DigestMismatchError(
-                f"{self.src.reference}: manifest {digest} has digest {actual}",
-                expected=digest,
-                actual=actual,
-            )
+        raw, media_type = self.reads.manifest(digest)  # checked against the digest
         manifest = parse_manifest(raw, media_type or None)
         if not isinstance(manifest, ImageManifest):
             raise UnsupportedManifestTypeError(
@@ -446,13 +438,18 @@ class _Copier:
     def _signatures(self, instance: Digest | None) -> Sequence[bytes]:
         if self.options.remove_signatures:
             return []
-        signatures = self.src.get_signatures(instance)
+        signatures = self.reads.signatures(instance)
         if signatures and not self.dst_caps.supports_signatures:
             raise UnsupportedError(
                 f"{self.src.reference} is signed and {self.dst.reference} cannot store "
                 "signatures; copy with remove_signatures=True to drop them"
             )
         return signatures
+
+    def _with_new_signatures(self, signatures: Sequence[bytes], manifest: Manifest) -> list[bytes]:
+        """The signatures to store with ``manifest``: those copied, then the new ones."""
+        new = self.signer.sign(manifest.raw) if self.signer is not None else []
+        return [*signatures, *new]
 
     def _signature_change_error(self, media_type: str) -> UnsupportedError:
         return UnsupportedError(

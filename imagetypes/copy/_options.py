@@ -9,11 +9,13 @@ from typing import TYPE_CHECKING, Literal, Union
 import attrs
 
 from ..digest import Digest
-from ..errors import InvalidPlatformError
+from ..errors import InvalidPlatformError, InvalidReferenceError
 from ..platform import Platform
+from ..reference import Reference
 from ..types import TransportOptions
 
 if TYPE_CHECKING:
+    from ..trust import Policy
     from ._cache import BlobInfoCache
     from ._progress import ProgressEvent
 
@@ -73,6 +75,22 @@ def _check_cache(instance: object, attribute: object, value: object) -> None:
         raise ValueError(
             f"blob_info_cache must be True, False, a path or a BlobInfoCache, not {value!r}"
         )
+
+
+def _sign_identity(value: Reference | str | None) -> Reference | None:
+    ref = value if value is None or isinstance(value, Reference) else Reference.parse(value)
+    if ref is not None and ref.is_name_only:
+        raise InvalidReferenceError(
+            f"sign_identity must be a fully specified reference (with a tag or digest): {ref}"
+        )
+    return ref
+
+
+def _check_policy(instance: object, attribute: object, value: Policy | None) -> None:
+    from ..trust import Policy
+
+    if value is not None and not isinstance(value, Policy):
+        raise ValueError(f"policy must be None or an imagetypes.trust.Policy, not {value!r}")
 
 
 def _check_level(instance: object, attribute: object, value: int | None) -> None:
@@ -166,6 +184,8 @@ class CopyOptions:
     destination_options: TransportOptions | None = None
     #: Do not copy signatures. Without it, signatures are copied, and a copy of a signed image
     #: fails when the destination cannot store signatures or the manifest must be modified.
+    #: Signatures made with :attr:`sign_by` / :attr:`sign_by_sigstore_private_key` are still
+    #: added.
     remove_signatures: bool = False
     #: Skip the copy when the destination already holds the identical manifest under the
     #: destination reference (one HEAD-like check, where the destination can answer it:
@@ -175,6 +195,34 @@ class CopyOptions:
     #: (re)compressed) and no signature is to be copied. Off by default, as in ``skopeo copy``:
     #: a plain copy re-reads and verifies every blob it needs.
     skip_identical: bool = False
+    #: The signature policy (:class:`~imagetypes.trust.Policy`) the source image must satisfy.
+    #: It is evaluated after the source's manifest and signatures are read and before the
+    #: destination is opened: for each image copied (the image, the instance chosen from an
+    #: index, or every instance copied out of it; the index itself with ``"index-only"``), as
+    #: containers/image does. A rejection raises :class:`~imagetypes.trust.PolicyRejectedError`
+    #: and nothing is written. ``None`` (the default for library callers) checks no policy;
+    #: the ``imagetypes copy`` command applies the system's policy file as skopeo does (see
+    #: :meth:`~imagetypes.trust.Policy.load`).
+    policy: Policy | None = attrs.field(default=None, eq=False, validator=_check_policy)
+    #: Sign what is written with this GPG key (an ID or fingerprint), "simple signing"
+    #: (skopeo's ``--sign-by``). Each manifest written (the image; with an index, each instance
+    #: and the index) is signed over its final bytes, after any conversion, as
+    #: :attr:`sign_identity` or else the destination's Docker reference; the signatures are
+    #: added to those copied (none with :attr:`remove_signatures`) before commit.
+    sign_by: str | None = None
+    #: Sign with this sigstore private key (an encrypted PEM, as ``generate_sigstore_key`` or
+    #: ``cosign generate-key-pair`` write; its bytes or a path), decrypted with
+    #: :attr:`sign_passphrase` (skopeo's ``--sign-by-sigstore-private-key``).
+    sign_by_sigstore_private_key: bytes | str | os.PathLike[str] | None = attrs.field(
+        default=None, repr=False
+    )
+    #: The identity signatures claim (a reference with a tag or digest); default: the
+    #: destination's Docker reference. A destination without one (``dir:``, ``oci:``) needs it.
+    sign_identity: Reference | None = attrs.field(default=None, converter=_sign_identity)
+    #: The passphrase of the GPG key (``sign_by``) or of the sigstore private key.
+    sign_passphrase: str | None = attrs.field(default=None, repr=False)
+    #: The GnuPG home holding the ``sign_by`` key (default: ``$GNUPGHOME``, else ``~/.gnupg``).
+    gpg_home: str | os.PathLike[str] | None = None
 
     def __attrs_post_init__(self) -> None:
         if self.dest_compress and self.dest_decompress:
