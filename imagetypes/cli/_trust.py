@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import logging
 import os
 import shutil
 import subprocess
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ImageError
+
+log = logging.getLogger("imagetypes.cli")
 
 if TYPE_CHECKING:
     from ..trust import Policy
@@ -69,14 +72,24 @@ def load_policy(args: argparse.Namespace) -> Policy | None:
 
     ``--insecure-policy`` wins (no check at all, so None); else ``--policy FILE``; else the
     user's ``~/.config/containers/policy.json`` or the system's
-    ``/etc/containers/policy.json``. A policy that cannot be read is an error, as in skopeo:
-    nothing is copied without one.
+    ``/etc/containers/policy.json``. A policy that cannot be read is an error, as in skopeo.
+
+    One departure from skopeo: when no policy file exists at all (a machine without the
+    containers tools, where ``pip install imagetypes`` is all there is), the command warns and
+    goes on without a check instead of refusing every copy; see docs/design.md.
     """
-    from ..trust import InvalidPolicyError, Policy
+    from ..trust import InvalidPolicyError, Policy, default_policy_path
 
     if getattr(args, "insecure_policy", False):
         return None
     path = getattr(args, "policy", None)
+    if path is None and not default_policy_path().exists():
+        log.warning(
+            "no trust policy (%s): copying without a signature policy check; "
+            "give one with --policy FILE",
+            default_policy_path(),
+        )
+        return None
     try:
         return Policy.load(path)
     except InvalidPolicyError as e:

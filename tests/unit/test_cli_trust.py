@@ -172,6 +172,24 @@ def test_missing_policy_file_is_an_error(
     assert not (tmp_path / "dst").exists()
 
 
+def test_no_policy_anywhere_warns_and_copies(
+    tmp_path: Path,
+    src: Path,
+    home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # A machine without the containers tools has neither the user's nor the system's file.
+    import imagetypes.trust._policy as policy_module
+
+    monkeypatch.setattr(policy_module, "SYSTEM_POLICY_PATH", tmp_path / "etc" / "policy.json")
+    assert main(["copy", "-q", f"dir:{src}", f"dir:{tmp_path / 'dst'}"]) == 0
+    assert (tmp_path / "dst" / "manifest.json").exists()
+    err = capsys.readouterr().err
+    assert "warning: no trust policy" in err
+    assert "--policy FILE" in err
+
+
 def test_invalid_policy_file_is_an_error(
     tmp_path: Path, src: Path, home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
