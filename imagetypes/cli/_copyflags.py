@@ -20,8 +20,9 @@ from ..copy import (
     LayerRecompressed,
     ManifestWritten,
     ProgressEvent,
+    Retrying,
 )
-from ._progress import LineProgress, human_size
+from ._progress import LineProgress, human_size, retry_line
 
 __all__ = [
     "BlobBars",
@@ -263,6 +264,8 @@ class BlobBars:
                 permanent.append(f"Skipping {event.destination}: already up to date")
             elif isinstance(event, ManifestWritten):
                 permanent.append("Writing manifest to image destination")
+            elif isinstance(event, Retrying):
+                permanent.append(retry_line(event))
             else:
                 return
             self._draw(permanent, force=force)

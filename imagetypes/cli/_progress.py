@@ -8,17 +8,15 @@ from typing import TextIO
 from .. import mediatypes as mt
 from ..copy import (
     BlobDone,
-    BlobProgress,
     BlobSkipped,
-    BlobStarted,
-    CopyDone,
     ManifestConverted,
     ManifestWritten,
     ProgressEvent,
+    Retrying,
 )
 from ..descriptor import Descriptor
 
-__all__ = ["LineProgress", "TerminalProgress", "human_size"]
+__all__ = ["LineProgress", "human_size", "retry_line"]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +44,13 @@ def _manifest_line(event: ManifestWritten) -> str:
     return "Writing manifest to image destination"
 
 
+def retry_line(event: Retrying) -> str:
+    return (
+        f"Retrying {event.operation} (attempt {event.attempt}) in {event.delay:.1f}s: "
+        f"{event.reason}"
+    )
+
+
 class LineProgress:
     """One line per finished blob and per manifest, for logs and pipes (as skopeo's)."""
 
@@ -63,6 +68,8 @@ class LineProgress:
             line = f"Copying {_kind(d)} {d.digest} skipped: {reason}"
         elif isinstance(event, ManifestWritten):
             line = _manifest_line(event)
+        elif isinstance(event, Retrying):
+            line = retry_line(event)
         elif isinstance(event, ManifestConverted):
             log.debug(
                 "converting manifest %s from %s to %s: %s",
@@ -74,62 +81,3 @@ class LineProgress:
         if line is not None:
             self._stream.write(line + "\n")
             self._stream.flush()
-
-
-class TerminalProgress:
-    """A single status line, rewritten in place, summing up the blobs in flight and done."""
-
-    def __init__(self, stream: TextIO) -> None:
-        self._stream = stream
-        self._sizes: dict[str, int] = {}
-        self._done: dict[str, int] = {}
-        self._finished = 0
-        self._line_open = False
-
-    def _status(self) -> str:
-        total = sum(self._sizes.values())
-        copied = sum(self._done.values())
-        return (
-            f"Copying blobs: {self._finished}/{len(self._sizes)} done, "
-            f"{human_size(copied)} / {human_size(total)}"
-        )
-
-    def _rewrite(self, text: str) -> None:
-        self._stream.write("\r\x1b[K" + text)
-        self._stream.flush()
-        self._line_open = True
-
-    def _print(self, text: str) -> None:
-        prefix = "\r\x1b[K" if self._line_open else ""
-        self._stream.write(prefix + text + "\n")
-        self._stream.flush()
-        self._line_open = False
-
-    def __call__(self, event: ProgressEvent) -> None:
-        if isinstance(event, BlobStarted):
-            key = str(event.descriptor.digest)
-            self._sizes[key] = max(event.descriptor.size, 0)
-            self._done.setdefault(key, 0)
-            self._rewrite(self._status())
-        elif isinstance(event, BlobProgress):
-            self._done[str(event.descriptor.digest)] = event.bytes_done
-            self._rewrite(self._status())
-        elif isinstance(event, BlobDone | BlobSkipped):
-            key = str(event.descriptor.digest)
-            self._sizes.setdefault(key, max(event.descriptor.size, 0))
-            self._done[key] = event.size if isinstance(event, BlobDone) else self._sizes[key]
-            self._finished += 1
-            self._rewrite(self._status())
-        elif isinstance(event, ManifestWritten):
-            if self._line_open:
-                self._print(self._status())
-            self._print(_manifest_line(event))
-        elif isinstance(event, CopyDone) and self._line_open:
-            self._print(self._status())
-
-    def close(self) -> None:
-        """End the status line, if one is open (after a failure, for instance)."""
-        if self._line_open:
-            self._stream.write("\n")
-            self._stream.flush()
-            self._line_open = False

@@ -54,6 +54,7 @@ from ._progress import (
     ManifestConverted,
     ManifestWritten,
     ProgressEvent,
+    Retrying,
 )
 from ._sync import (
     SyncError,
@@ -89,6 +90,7 @@ __all__ = [
     "ManifestFormat",
     "ManifestWritten",
     "ProgressEvent",
+    "Retrying",
     "SyncError",
     "SyncImage",
     "SyncOptions",

@@ -44,12 +44,14 @@ from ..manifest import (
     parse_manifest,
 )
 from ..plugins import parse_reference
+from ..retry import RetryAttempt
 from ..types import (
     ImageDestination,
     ImageReference,
     ImageSource,
     LayerCompression,
     PutBlobOptions,
+    TransportOptions,
 )
 from ._cache import BlobInfoCache, BlobLocation, location_of
 from ._options import CopyOptions, CopyResult
@@ -67,6 +69,7 @@ from ._progress import (
     ManifestConverted,
     ManifestWritten,
     ProgressReader,
+    Retrying,
     _Emitter,
 )
 from ._schema1 import Schema1Layer, schema1_layers, schema2_config
@@ -118,6 +121,15 @@ def copy_image(
     options = options if options is not None else CopyOptions()
     src_ref = parse_reference(source) if isinstance(source, str) else source
     dst_ref = parse_reference(destination) if isinstance(destination, str) else destination
+    emit = _Emitter(options.progress)
+    if emit.active:
+        options = attrs.evolve(
+            options,
+            source_options=_reporting_retries(options.source_options, "source", emit),
+            destination_options=_reporting_retries(
+                options.destination_options, "destination", emit
+            ),
+        )
     try:
         with src_ref.open_source(options.source_options) as src:
             reads = SourceReads(src)
@@ -133,7 +145,7 @@ def copy_image(
                         "lookaside storage or sigstore attachments configured in registries.d)"
                     )
                 dst.note_source(src_ref)
-                return _Copier(src, dst, options, reads, signer).run()
+                return _Copier(src, dst, options, reads, signer, emit).run()
     except ImageError:
         raise
     except Exception as e:
@@ -244,13 +256,14 @@ class _Copier:
         options: CopyOptions,
         reads: SourceReads | None = None,
         signer: Signer | None = None,
+        emit: _Emitter | None = None,
     ) -> None:
         self.src = src
         self.dst = dst
         self.options = options
         self.reads = reads if reads is not None else SourceReads(src)
         self.signer = signer
-        self.emit = _Emitter(options.progress)
+        self.emit = emit if emit is not None else _Emitter(options.progress)
         self.dst_caps = dst.capabilities
         self.cancel = threading.Event()
         self.converted = False
@@ -1080,3 +1093,18 @@ def _blame_corruption(source: VerifyingReader) -> Iterator[None]:
     except CompressionError:
         source.read_to_end()
         raise
+
+
+def _reporting_retries(
+    options: TransportOptions | None, side: str, emit: _Emitter
+) -> TransportOptions:
+    """``options`` with an ``on_retry`` that also reports retries as :class:`Retrying` events."""
+    base = options if options is not None else TransportOptions()
+    previous = base.on_retry
+
+    def on_retry(attempt: RetryAttempt) -> None:
+        emit(Retrying(side, attempt.operation, attempt.attempt, attempt.delay, attempt.reason))
+        if previous is not None:
+            previous(attempt)
+
+    return attrs.evolve(base, on_retry=on_retry)

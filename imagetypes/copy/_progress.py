@@ -28,6 +28,7 @@ __all__ = [
     "ManifestConverted",
     "ManifestWritten",
     "ProgressEvent",
+    "Retrying",
 ]
 
 #: What is done to a blob on its way: copied as it is, or its compression changed.
@@ -138,6 +139,22 @@ class ManifestWritten(ProgressEvent):
     digest: Digest
     media_type: str
     instance: bool = False
+
+
+@attrs.frozen
+class Retrying(ProgressEvent):
+    """A transport is about to try a failed request or transfer again."""
+
+    #: ``"source"`` or ``"destination"``.
+    side: str
+    #: What is retried, in words (never with credentials).
+    operation: str
+    #: 1 for the first retry of this operation, 2 for the second, ...
+    attempt: int
+    #: Seconds waited before the retry.
+    delay: float
+    #: Why the previous try failed.
+    reason: str
 
 
 @attrs.frozen

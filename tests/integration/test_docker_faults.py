@@ -8,6 +8,7 @@ import json
 import random
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import attrs
 import pytest
@@ -242,3 +243,39 @@ def test_retries_are_reported_to_on_retry(proxy: FaultProxy, stored: tuple[str, 
     assert len(seen) == 2
     assert str(layer.digest) in seen[1].operation
     assert "from byte 100" in seen[1].operation
+
+
+def test_copy_reports_retries_as_progress_events_and_cli_lines(
+    proxy: FaultProxy,
+    stored: tuple[str, object],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from imagetypes.cli import main
+    from imagetypes.copy import CopyOptions, EventCollector, Retrying, copy_image
+
+    name, img = stored
+    layer = layer_of(img)
+    proxy.add(Fault("GET", f"/blobs/{layer.digest}", "status", status=500))
+    events = EventCollector()
+    copy_image(
+        f"docker://{proxy.host}/{name}:v1",
+        f"oci:{tmp_path / 'api'}:v1",
+        CopyOptions(source_options=OPTIONS, progress=events),
+    )
+    retries = events.of_type(Retrying)
+    assert len(retries) == 1
+    event = retries[0]
+    assert isinstance(event, Retrying)
+    assert (event.side, event.attempt, event.reason) == ("source", 1, "HTTP 500")
+    assert str(layer.digest) in event.operation
+
+    proxy.add(Fault("GET", f"/blobs/{layer.digest}", "status", status=503))
+    argv = ["--insecure-policy", "copy", "--src-tls-verify=false", "--no-blob-info-cache"]
+    assert main([*argv, f"docker://{proxy.host}/{name}:v1", f"dir:{tmp_path / 'cli'}"]) == 0
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert any(
+        line.startswith("Retrying ") and "(attempt 1)" in line and line.endswith("HTTP 503")
+        for line in err.splitlines()
+    )
