@@ -311,14 +311,6 @@ def test_a_stall_is_cut_short_by_the_docker_timeout(chaos: ChaosProxy, pushed: s
     assert gets[1].headers["Range"].startswith("bytes=")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "transports/docker/_client.py:298: get_manifest reads the body after _send returned, "
-        "outside the retry loop: a manifest GET whose body is cut or stalls past "
-        "docker.timeout fails at once (RegistryConnectionError) instead of being retried"
-    ),
-)
 @pytest.mark.parametrize("action", ["cut", "stall"])
 def test_a_broken_manifest_body_is_retried(chaos: ChaosProxy, pushed: str, action: str) -> None:
     chaos.add(Fault("GET", "/manifests/", action, at=0.5, stall=STALL))
@@ -326,14 +318,6 @@ def test_a_broken_manifest_body_is_retried(chaos: ChaosProxy, pushed: str, actio
         assert src.get_manifest()[0] == IMAGE.manifest
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "transports/docker/_client.py:220: _send retries only idempotent methods, so a 429 "
-        "answering the POST that opens a blob upload fails the push, although the registry "
-        "did not process the request (containers/image retries 429 for any bodiless request)"
-    ),
-)
 def test_429_on_the_upload_start_is_retried(
     chaos: ChaosProxy, registry: RunningRegistry, source_layout: Path
 ) -> None:

@@ -350,14 +350,6 @@ def test_www_authenticate_well_formed(case: tuple[str, list[tuple[str, dict[str,
     assert [(c.scheme, dict(c.params)) for c in got] == expected
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "transports/docker/_auth.py:51: _SCHEME needs whitespace or the end after a scheme, so "
-        "a challenge without parameters followed by a comma (RFC 7235 allows "
-        "'Basic, Bearer realm=...') stops the parse and every later challenge is lost"
-    ),
-)
 def test_www_authenticate_bare_scheme_then_another_challenge() -> None:
     got = parse_challenges(['Basic, Bearer realm="https://auth.example/token",service="r"'])
     assert [c.scheme for c in got] == ["basic", "bearer"]

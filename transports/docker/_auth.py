@@ -48,7 +48,7 @@ _CLIENT_ID = "imagetypes"
 _IDENTITY = {"Accept-Encoding": "identity"}
 
 _AUTH_PARAM = re.compile(r'\s*([A-Za-z0-9_.-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,"]*))\s*,?')
-_SCHEME = re.compile(r"\s*,?\s*([A-Za-z][A-Za-z0-9_.-]*)(?:\s+|$)")
+_SCHEME = re.compile(r"\s*,?\s*([A-Za-z][A-Za-z0-9_.-]*)(?:\s+|(?=,)|$)")
 
 
 @attrs.frozen

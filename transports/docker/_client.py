@@ -219,6 +219,7 @@ class RegistryClient:
         """
         retriable = method in _IDEMPOTENT if retry is None else retry
         delays = iter(self.retry.delays() if retriable else ())
+        delays_for_429 = False
         attempt = 0
         while True:
             request = self._http.build_request(
@@ -240,7 +241,11 @@ class RegistryClient:
             status = response.status_code
             if status in expect:
                 return response
-            if status in self.retry.statuses:
+            if status in self.retry.statuses and (retriable or status == 429):
+                # 429 means the request was not processed, so even a POST may be sent again.
+                if not retriable and not delays_for_429:
+                    delays = iter(self.retry.delays())
+                    delays_for_429 = True
                 delay = next(delays, None)
                 if delay is not None:
                     wait = self.retry.retry_after(status, response.headers.get("retry-after"))
@@ -263,6 +268,29 @@ class RegistryClient:
             self.options.on_retry(RetryAttempt(what, attempt, delay, reason))
         self._sleep(delay)
 
+    def _fetch(
+        self, url: str | httpx.URL, limit: int, what: str, **send: Any
+    ) -> tuple[httpx.Response, bytes]:
+        """GET ``url`` and read its (bounded) body, retrying when the body breaks mid-way.
+
+        ``_send`` retries failures to get an answer; this also retries an answer whose body
+        is cut or stalls, which for these small documents means asking again.
+        """
+        delays = iter(self.retry.delays())
+        attempt = 0
+        while True:
+            response = self._send("GET", url, what=what, **send)
+            try:
+                return response, self._read(response, limit, what)
+            except RegistryConnectionError as e:
+                delay = None if isinstance(e, RegistryTLSError) else next(delays, None)
+                if delay is None:
+                    raise
+                attempt += 1
+                self._retrying(what, attempt, delay, str(e))
+            finally:
+                response.close()
+
     def _read(self, response: httpx.Response, limit: int, what: str) -> bytes:
         try:
             return read_bounded(response, limit)
@@ -284,20 +312,13 @@ class RegistryClient:
         ``Docker-Content-Digest``.
         """
         what = f"manifest {self.host}/{repository}{_ref_suffix(reference)}"
-        response = self._send(
-            "GET",
+        response, data = self._fetch(
             self._repo_url(repository, f"manifests/{reference}"),
+            MAX_MANIFEST_SIZE,
+            f"reading {what}",
             headers={"Accept": ", ".join(accept)},
-            what=f"reading {what}",
             not_found=ManifestUnknownError,
         )
-        try:
-            length = response.headers.get("content-length")
-            if length is not None and length.isdigit() and int(length) > MAX_MANIFEST_SIZE:
-                raise ManifestTooLargeError(f"{what} is {length} bytes, over {MAX_MANIFEST_SIZE}")
-            data = self._read(response, MAX_MANIFEST_SIZE, what)
-        finally:
-            response.close()
         media_type = mt.normalize(response.headers.get("content-type", ""))
         if media_type in _GENERIC_TYPES:
             media_type = mt.detect_manifest_media_type(data) or media_type
@@ -566,11 +587,9 @@ class RegistryClient:
         url: httpx.URL | str = self.url(path)
         params = {"n": str(page_size)} if page_size else None
         while True:
-            response = self._send("GET", url, params=params, what=what, not_found=not_found)
-            try:
-                body = self._read(response, MAX_LIST_BODY, what)
-            finally:
-                response.close()
+            response, body = self._fetch(
+                url, MAX_LIST_BODY, what, params=params, not_found=not_found
+            )
             try:
                 obj = json.loads(body)
                 items = obj.get(key) or []
@@ -615,18 +634,14 @@ class RegistryClient:
         """
         what = f"listing referrers of {self.host}/{repository}@{digest}"
         params = {"artifactType": artifact_type} if artifact_type else None
-        response = self._send(
-            "GET",
+        response, body = self._fetch(
             self._repo_url(repository, f"referrers/{digest}"),
+            MAX_MANIFEST_SIZE,
+            what,
             params=params,
             headers={"Accept": mt.OCI_INDEX},
             expect=(200, 404),
-            what=what,
         )
-        try:
-            body = self._read(response, MAX_MANIFEST_SIZE, what)
-        finally:
-            response.close()
         content_type = mt.normalize(response.headers.get("content-type", ""))
         if response.status_code == 200 and content_type == mt.OCI_INDEX:
             found = _index_descriptors(body, what)
@@ -650,17 +665,13 @@ class RegistryClient:
         base = "https://index.docker.io" if self.endpoint == DOCKER_HUB_ENDPOINT else self.base_url
         page = 1
         while True:
-            response = self._send(
-                "GET",
+            response, body = self._fetch(
                 f"{base}/v1/search",
+                MAX_LIST_BODY,
+                f"searching {self.host} for {term!r}",
                 params={"q": term, "n": str(limit), "page": str(page)},
                 expect=(200, 404, 405),
-                what=f"searching {self.host} for {term!r}",
             )
-            try:
-                body = self._read(response, MAX_LIST_BODY, "search results")
-            finally:
-                response.close()
             if response.status_code != 200:
                 raise RegistryUnsupportedError(
                     f"{self.host} offers no search (HTTP {response.status_code} on /v1/search)",
