@@ -479,8 +479,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "-f",
         "--format",
-        choices=("oci", "v2s2"),
-        help="manifest format to write (default: keep the source's if possible)",
+        choices=("oci", "v2s2", "v2s1"),
+        help="manifest format to write (default: keep the source's if possible; v2s1: Docker "
+        "schema 1, signed with an ephemeral key when 'cryptography' is installed)",
     )
     _copyflags.add_compression_flags(p)
     p.add_argument("-q", "--quiet", action="store_true", help="report no progress")

@@ -72,7 +72,17 @@ from ._progress import (
     Retrying,
     _Emitter,
 )
-from ._schema1 import Schema1Layer, schema1_layers, schema2_config
+from ._schema1 import (
+    GZIPPED_EMPTY_LAYER,
+    Schema1Layer,
+    check_schema1_convertible,
+    put_empty_layer,
+    schema1_layers,
+    schema1_target,
+    schema2_config,
+    to_schema1,
+    written_digest,
+)
 from ._trust import Signer, SourceReads, check_policy, select_positions, select_system
 
 __all__ = ["copy_image"]
@@ -211,6 +221,9 @@ class _Planned:
     config_data: bytes | None = None
     #: The manifest to write with the layers' final media types (digests as the source's).
     preview: ImageManifest | None = None
+    #: The Docker schema 1 type to write (format v2s1): the plan is laid out as Docker schema
+    #: 2 (``target_type``) and converted once the layers are at the destination.
+    schema1: str | None = None
 
 
 @attrs.frozen
@@ -311,7 +324,7 @@ class _Copier:
         self.dst.commit()
         self._record_cache()
         result = CopyResult(
-            manifest_digest=written.digest,
+            manifest_digest=written_digest(written),
             media_type=written.media_type,
             manifest=written.raw,
             source_digest=top.digest,
@@ -507,10 +520,8 @@ class _Copier:
         if fmt == "v2s1":
             if media_type in _SCHEMA1_TYPES:
                 return self._target_type(media_type, (media_type,), media_type)
-            raise UnsupportedConversionError(
-                f"writing Docker schema 1 manifests (format v2s1) is not supported: "
-                f"{self.src.reference} is a {media_type} manifest; use format 'v2s2' or 'oci'"
-            )
+            target = schema1_target(self.dst_caps.manifest_types, self.dst.reference)
+            return target, "the format option asks for it"
         if media_type in _SCHEMA1_TYPES and fmt is None:
             # Prefer the format closest to schema 1 when a conversion is needed.
             candidates = (mt.DOCKER_MANIFEST, mt.OCI_MANIFEST, media_type)
@@ -529,7 +540,8 @@ class _Copier:
         if fmt == "v2s1":
             raise UnsupportedConversionError(
                 f"{self.src.reference} is an index ({index.media_type}); Docker schema 1 "
-                "(format v2s1) has no manifest lists, and writing it is not supported"
+                "(format v2s1) has no manifest lists: copy a single image of it "
+                "(instances='system')"
             )
         return self._target_type(
             index.media_type, mt.INDEX_TYPES, _INDEX_FORMATS[fmt] if fmt else None
@@ -579,10 +591,16 @@ class _Copier:
         if isinstance(manifest, DockerSchema1Manifest):
             return self._plan_schema1(manifest, signatures)
         target, reason = self._image_target(manifest.media_type)
+        schema1 = target if target in _SCHEMA1_TYPES else None
+        if schema1 is not None:
+            target = mt.DOCKER_MANIFEST  # schema 1 is made from the schema 2 form, in _finish
         layers = [self._layer_plan(i, layer, target) for i, layer in enumerate(manifest.layers)]
         plan = _Planned(manifest.digest, manifest, target, reason, layers, signatures)
-        if target != manifest.media_type:
-            plan.changes.append(f"converting the manifest from {manifest.media_type} to {target}")
+        plan.schema1 = schema1
+        if target != manifest.media_type or schema1 is not None:
+            plan.changes.append(
+                f"converting the manifest from {manifest.media_type} to {schema1 or target}"
+            )
         changing = [lp for lp in layers if lp.operation != "copy"]
         for lp in changing:
             plan.changes.append(_describe_operation(lp))
@@ -595,7 +613,13 @@ class _Copier:
         preview = self._build_output(plan, None)
         assert isinstance(preview, ImageManifest)
         plan.preview = preview
-        if not changing:
+        if schema1 is not None:
+            # The config becomes the top history entry; converting fails here, not after the
+            # blobs moved, when the image has no schema 1 form.
+            if plan.config_data is None:
+                plan.config_data = self.src.get_blob_bytes(manifest.config, limit=_MAX_CONFIG_SIZE)
+            check_schema1_convertible(preview, plan.config_data)
+        elif not changing:
             plan.output = preview
             if target != manifest.media_type:
                 self._note_conversion(manifest, preview, reason)
@@ -711,6 +735,8 @@ class _Copier:
             output = self._finish_schema1(plan, source)
         else:
             output = self._build_output(plan, self._stored)
+            if plan.schema1 is not None:
+                output = self._finish_to_schema1(plan, output)
         plan.output = output
         if output.media_type != source.media_type:
             self._note_conversion(source, output, plan.reason or "layers changed")
@@ -736,6 +762,17 @@ class _Copier:
         if oci:
             return OCIManifest.build(config_desc, layers)
         return DockerManifest.build(config_desc, layers)
+
+    def _finish_to_schema1(self, plan: _Planned, image: Manifest) -> Manifest:
+        """The schema 1 manifest of the image as stored; store the empty layer it may list."""
+        assert isinstance(image, ImageManifest)
+        assert plan.schema1 is not None
+        assert plan.config_data is not None
+        output = to_schema1(image, plan.config_data, self.dst.reference, plan.schema1)
+        reused = put_empty_layer(output, self.dst, self.emit)
+        if reused is not None:
+            self._count(reused=reused, size=0 if reused else len(GZIPPED_EMPTY_LAYER))
+        return output
 
     def _index_output(
         self, index: IndexManifest, positions: list[int], plans: list[_Planned], *, report: bool
@@ -768,7 +805,7 @@ class _Copier:
             if isinstance(out, ImageManifest):
                 out_types = {d.digest: d.media_type for d in (out.config, *out.layers)}
             src = plan.source
-            if isinstance(src, ImageManifest):
+            if isinstance(src, ImageManifest) and plan.schema1 is None:  # schema 1 has no config
                 config = src.config
                 jobs.setdefault(
                     (config.digest, "copy", ""),

@@ -31,7 +31,7 @@ __all__ = [
 #: ``"system"``, ``"all"``, ``"index-only"``, or the platforms to copy out of an index.
 InstanceSelection = Literal["system", "all", "index-only"] | tuple[Platform, ...]
 #: A manifest format to force: ``"oci"`` (OCI manifest / index), ``"v2s2"`` (Docker schema 2)
-#: or ``"v2s1"`` (Docker schema 1: accepted, but writing it is not supported).
+#: or ``"v2s1"`` (Docker schema 1, single images only).
 ManifestFormat = Literal["oci", "v2s2", "v2s1"]
 #: A layer compression format to write.
 CompressionFormat = Literal["gzip", "zstd"]
@@ -130,10 +130,13 @@ class CopyOptions:
     #: digest unless an instance had to be converted. Registries that check an index's entries
     #: refuse a sparse index whose missing images they do not already hold.
     keep_unselected: bool = False
-    #: Force the manifest format written: ``"oci"`` or ``"v2s2"`` (None: keep the source's
-    #: format when the destination accepts it, else convert to one it accepts). ``"v2s1"``
-    #: (Docker schema 1) is accepted for skopeo compatibility, but a copy asking for it fails
-    #: with :class:`~imagetypes.UnsupportedConversionError`: writing schema 1 is not supported.
+    #: Force the manifest format written: ``"oci"``, ``"v2s2"`` or ``"v2s1"`` (None: keep the
+    #: source's format when the destination accepts it, else convert to one it accepts).
+    #: ``"v2s1"`` writes Docker schema 1 as containers/image does: signed with an ephemeral key
+    #: (``...manifest.v1+prettyjws``) when the ``cryptography`` package is installed, else
+    #: unsigned (``...manifest.v1+json``) where the destination accepts that; an index, an
+    #: artifact, or an image whose config history does not describe its layers cannot be
+    #: written as schema 1 (:class:`~imagetypes.UnsupportedConversionError`).
     #: Schema 1 *sources* are converted to schema 2 or OCI whenever the format or the
     #: destination asks for it (their layers are read to compute the diff IDs).
     format: ManifestFormat | None = attrs.field(default=None, validator=_check_format)

@@ -1,4 +1,5 @@
-"""Docker schema 1 sources: their layers, and the schema 2 config built from their v1 history.
+"""Docker schema 1 in copies: the layers of schema 1 sources and the schema 2 config built from
+their v1 history; and what the engine needs to write schema 1 (format ``v2s1``).
 
 Follows containers/image (``manifest/docker_schema1.go``: ``fixManifestLayers``,
 ``ToSchema2Config``; ``internal/image/docker_schema1.go``: ``convertToManifestSchema2``), and
@@ -8,6 +9,7 @@ config digest skopeo's conversion gives it.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from collections.abc import Sequence
@@ -15,17 +17,41 @@ from typing import Any
 
 import attrs
 
+from .. import mediatypes as mt
+from ..descriptor import BlobInfo, Descriptor
 from ..digest import Digest
-from ..errors import ManifestError
-from ..manifest import DockerSchema1Manifest
+from ..errors import (
+    ManifestError,
+    UnsupportedError,
+    UnsupportedManifestTypeError,
+)
+from ..manifest import DockerSchema1Manifest, ImageManifest, Manifest
+from ..manifest._gojson import compact_raw as _compact
+from ..manifest._gojson import go_time, raw_members
+from ..manifest._gojson import quote as _quote
+from ..manifest._schema1_write import (
+    GZIPPED_EMPTY_LAYER,
+    GZIPPED_EMPTY_LAYER_DIGEST,
+    schema1_from_image,
+    signing_available,
+)
+from ..types import ImageDestination, ImageReference, PutBlobOptions
+from ._progress import BlobDone, BlobSkipped, BlobStarted, _Emitter
 
-__all__ = ["Schema1Layer", "schema1_layers", "schema2_config"]
+__all__ = [
+    "GZIPPED_EMPTY_LAYER",
+    "Schema1Layer",
+    "check_schema1_convertible",
+    "empty_layer_descriptor",
+    "put_empty_layer",
+    "schema1_layers",
+    "schema1_target",
+    "schema2_config",
+    "to_schema1",
+    "written_digest",
+]
 
 _V1_ID = re.compile(r"[a-f0-9]{64}")
-_TIME = re.compile(r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d+))?(Z|z|[+-]\d{2}:\d{2})")
-_ZERO_TIME = "0001-01-01T00:00:00Z"
-_SHORT = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
-_HTML = frozenset({"<", ">", "&", "\u2028", "\u2029"})
 _DROPPED = ("id", "parent", "parent_id", "layer_id", "throwaway", "Size")
 
 
@@ -97,7 +123,8 @@ def schema2_config(manifest: DockerSchema1Manifest, diff_ids: Sequence[Digest]) 
     top_text = fixed[0][1]
     history: list[str] = []
     for _, _, compat in reversed(fixed):
-        item = [f'"created":{_quote(_go_time(compat.get("created"), "created"))}']
+        created = go_time(compat.get("created"), "a schema 1 history created time")
+        item = [f'"created":{_quote(created)}']
         config = compat.get("container_config")
         cmd = config.get("Cmd") if isinstance(config, dict) else None
         created_by = " ".join(str(c) for c in cmd) if isinstance(cmd, list) else ""
@@ -115,7 +142,7 @@ def schema2_config(manifest: DockerSchema1Manifest, diff_ids: Sequence[Digest]) 
     if diff_ids:
         rootfs += ',"diff_ids":[' + ",".join(_quote(str(d)) for d in diff_ids) + "]"
     rootfs += "}"
-    raw = _raw_members(top_text)
+    raw = raw_members(top_text, "the schema 1 image config")
     for key in _DROPPED:
         raw.pop(key, None)
     raw["rootfs"] = rootfs
@@ -124,95 +151,83 @@ def schema2_config(manifest: DockerSchema1Manifest, diff_ids: Sequence[Digest]) 
     return ("{" + body + "}").encode("utf-8")
 
 
-# -- Go's encoding/json ---------------------------------------------------------------------------
+# -- writing schema 1 -------------------------------------------------------------------------
 
 
-def _quote(text: str) -> str:
-    """A JSON string literal escaped as Go writes it."""
-    out = ['"']
-    for ch in text:
-        short = _SHORT.get(ch)
-        if short is not None:
-            out.append(short)
-        elif ch < " " or ch in _HTML:
-            out.append(f"\\u{ord(ch):04x}")
-        elif "\ud800" <= ch <= "\udfff":
-            out.append("\ufffd")
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
+def schema1_target(accepted: tuple[str, ...] | None, destination: object) -> str:
+    """The schema 1 media type to write to ``destination`` (which accepts ``accepted``;
+    ``None``: any type): signed when ``cryptography`` is installed, as containers/image
+    writes it, else unsigned where the destination takes it."""
+    signed, unsigned = mt.DOCKER_SCHEMA1_SIGNED_MANIFEST, mt.DOCKER_SCHEMA1_MANIFEST
+    can_sign = signing_available()
+    if accepted is not None and signed not in accepted and unsigned not in accepted:
+        raise UnsupportedManifestTypeError(
+            f"{destination} does not accept Docker schema 1 manifests, the format asked for "
+            f"(it accepts: {', '.join(accepted)})"
+        )
+    if can_sign and (accepted is None or signed in accepted):
+        return signed
+    if accepted is None or unsigned in accepted:
+        return unsigned
+    raise UnsupportedError(
+        f"{destination} accepts only signed Docker schema 1 manifests, and signing them needs "
+        "the 'cryptography' package: pip install 'imagetypes[sigstore]'"
+    )
 
 
-def _compact(raw: str) -> str:
-    """A raw JSON value without insignificant whitespace, HTML characters escaped (as Go's
-    ``json.Marshal`` writes a ``json.RawMessage``)."""
-    out: list[str] = []
-    in_string = escaped = False
-    for ch in raw:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-            elif ch in _HTML:
-                out.append(f"\\u{ord(ch):04x}")
-                continue
-            out.append(ch)
-        elif ch not in " \t\r\n":
-            in_string = ch == '"'
-            out.append(ch)
-    return "".join(out)
+def check_schema1_convertible(image: ImageManifest, config: bytes) -> None:
+    """Raise what converting ``image`` to schema 1 would raise, before any blob moves."""
+    schema1_from_image(image, config, signed=False)
 
 
-def _raw_members(text: str) -> dict[str, str]:
-    """The members of a JSON object as raw text (a later duplicate key wins, as in Go)."""
-    decoder = json.JSONDecoder()
-    out: dict[str, str] = {}
-
-    def skip(pos: int) -> int:
-        while pos < len(text) and text[pos] in " \t\r\n":
-            pos += 1
-        return pos
-
-    try:
-        pos = skip(0)
-        if text[pos] != "{":
-            raise ValueError("not an object")
-        pos = skip(pos + 1)
-        if text[pos] == "}":
-            return out
-        while True:
-            key, pos = decoder.raw_decode(text, pos)
-            if not isinstance(key, str):
-                raise ValueError("an object key must be a string")
-            pos = skip(pos)
-            if text[pos] != ":":
-                raise ValueError("expected ':'")
-            pos = skip(pos + 1)
-            _, end = decoder.raw_decode(text, pos)
-            out[key] = text[pos:end]
-            pos = skip(end)
-            if text[pos] == "}":
-                return out
-            if text[pos] != ",":
-                raise ValueError("expected ',' or '}'")
-            pos = skip(pos + 1)
-    except (ValueError, IndexError) as e:
-        raise ManifestError(f"the schema 1 image config is not a JSON object: {e}") from e
+def to_schema1(
+    image: ImageManifest, config: bytes, destination: ImageReference, media_type: str
+) -> DockerSchema1Manifest:
+    """The schema 1 manifest of ``image`` (as stored at ``destination``), named as
+    containers/image names it: the destination's repository path and tag, if it has a
+    registry-style name, else empty."""
+    ref = destination.docker_reference
+    return schema1_from_image(
+        image,
+        config,
+        name=ref.path if ref is not None else "",
+        tag=(ref.tag or "") if ref is not None else "",
+        signed=media_type == mt.DOCKER_SCHEMA1_SIGNED_MANIFEST,
+    )
 
 
-def _go_time(value: object, where: str) -> str:
-    """An RFC 3339 time as Go re-writes it (fraction without trailing zeros, ``Z`` for UTC)."""
-    if value is None:
-        return _ZERO_TIME
-    match = _TIME.fullmatch(value) if isinstance(value, str) else None
-    if match is None:
-        raise ManifestError(f"the schema 1 history has an invalid {where} time {value!r}")
-    base, fraction, zone = match.groups()
-    fraction = (fraction or "")[:9].rstrip("0")
-    if zone in ("Z", "z") or zone[1:] == "00:00":
-        zone = "Z"
-    return base + (f".{fraction}" if fraction else "") + zone
+def empty_layer_descriptor() -> Descriptor:
+    """The descriptor of the gzipped empty layer schema 1 lists for empty history entries."""
+    return Descriptor(mt.DOCKER_LAYER, GZIPPED_EMPTY_LAYER_DIGEST, len(GZIPPED_EMPTY_LAYER))
+
+
+def put_empty_layer(
+    manifest: DockerSchema1Manifest, destination: ImageDestination, emit: _Emitter
+) -> bool | None:
+    """Make sure ``destination`` holds the empty layer blob if ``manifest`` lists it.
+
+    Returns ``None`` when the manifest does not list it, ``True`` when the destination already
+    had it, ``False`` when it was written.
+    """
+    if GZIPPED_EMPTY_LAYER_DIGEST not in manifest.fs_layers:
+        return None
+    desc = empty_layer_descriptor()
+    info = BlobInfo(desc.media_type, desc.digest, desc.size)
+    if destination.try_reusing_blob(info) is not None:
+        emit(BlobSkipped(desc, "present"))
+        return True
+    emit(BlobStarted(desc, "copy"))
+    stored = destination.put_blob(io.BytesIO(GZIPPED_EMPTY_LAYER), info, PutBlobOptions())
+    if stored.digest != desc.digest:
+        raise UnsupportedError(
+            f"{destination.reference} stored the empty layer {desc.digest} as {stored.digest}"
+        )
+    emit(BlobDone(desc, desc.size))
+    return False
+
+
+def written_digest(manifest: Manifest) -> Digest:
+    """The digest a manifest is addressed by (for signed schema 1: its payload's)."""
+    if isinstance(manifest, DockerSchema1Manifest):
+        return manifest.canonical_digest
+    return manifest.digest

@@ -1,11 +1,11 @@
-"""Docker image manifests, schema 1 (signed and unsigned); read only."""
+"""Docker image manifests, schema 1 (signed and unsigned): parse, and build new ones."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar, NoReturn
 
 import attrs
@@ -98,10 +98,11 @@ def _parse_digest(text: str, where: str) -> Digest:
 
 @attrs.frozen(repr=False)
 class DockerSchema1Manifest(Manifest):
-    """A Docker schema 1 manifest, signed (``+prettyjws``) or not; read only.
+    """A Docker schema 1 manifest, signed (``+prettyjws``) or not.
 
     :attr:`digest` is the digest of :attr:`raw`; :attr:`canonical_digest` is the one a
     registry uses (for a signed manifest, that of the payload without the signatures).
+    Parsed manifests cannot be modified; :meth:`build` makes new ones.
     """
 
     name: str = attrs.field(init=False, eq=False)
@@ -162,10 +163,40 @@ class DockerSchema1Manifest(Manifest):
         for key, value in values.items():
             object.__setattr__(self, key, value)
 
+    @classmethod
+    def build(
+        cls,
+        *,
+        name: str,
+        tag: str,
+        architecture: str,
+        fs_layers: Iterable[Digest],
+        history: Iterable[str],
+        signed: bool = True,
+    ) -> DockerSchema1Manifest:
+        """A new manifest, serialised as containers/image writes it.
+
+        ``fs_layers`` and ``history`` (the ``v1Compatibility`` strings) list the top layer
+        first. ``signed`` signs it with an ephemeral ECDSA key as libtrust does (media type
+        ``...manifest.v1+prettyjws``; needs the ``cryptography`` package, else
+        :class:`~imagetypes.UnsupportedError`); otherwise the manifest is the unsigned
+        ``...manifest.v1+json``.
+        """
+        from ._schema1_write import encode_schema1, sign_schema1
+
+        layers = tuple(fs_layers)
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Digest):
+                raise TypeError(f"fs_layers[{i}] must be a Digest, not {type(layer).__name__}")
+        payload = encode_schema1(name, tag, architecture, layers, tuple(history))
+        if signed:
+            return cls(sign_schema1(payload), media_type=mt.DOCKER_SCHEMA1_SIGNED_MANIFEST)
+        return cls(payload, media_type=mt.DOCKER_SCHEMA1_MANIFEST)
+
     def descriptor(self, **extra: Any) -> Descriptor:
         """A descriptor pointing at this manifest by its :attr:`canonical_digest`."""
         return Descriptor(self.media_type, self.canonical_digest, self.size, **extra)
 
     def evolve(self, **changes: Any) -> NoReturn:
-        """Schema 1 manifests are read only."""
+        """Parsed schema 1 manifests cannot be modified (build a new one with :meth:`build`)."""
         raise UnsupportedError("Docker schema 1 manifests are read only")

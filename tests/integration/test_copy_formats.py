@@ -117,10 +117,15 @@ def test_schema1_kept_where_the_destination_accepts_it(tmp_path: Path) -> None:
     assert not (tmp_path / "layout").exists()
 
 
-def test_format_v2s1_is_refused_clearly(tmp_path: Path) -> None:
-    src = write_oci_layout(tmp_path / "src", {"v1": make_image(4)})
-    with pytest.raises(UnsupportedConversionError, match="schema 1"):
-        copy_image(f"oci:{src}:v1", f"dir:{tmp_path / 'out'}", CopyOptions(format="v2s1"))
+def test_format_v2s1_refuses_indexes_clearly(tmp_path: Path) -> None:
+    # Schema 1 has no manifest lists (tests/unit/test_schema1_write.py covers single images).
+    src = write_oci_layout(tmp_path / "src", {"multi": make_multiarch(4)})
+    with pytest.raises(UnsupportedConversionError, match="no manifest lists"):
+        copy_image(
+            f"oci:{src}:multi",
+            f"dir:{tmp_path / 'out'}",
+            CopyOptions(format="v2s1", instances="all"),
+        )
     assert not (tmp_path / "out").exists()
 
 

@@ -175,7 +175,7 @@ def test_platform_mismatch_names_the_platforms(
         ["copy", "oci:x"],
         ["copy", "--platform", "not-a-platform", "oci:a", "dir:b"],
         ["copy", "--all", "--platform", "linux/amd64", "oci:a", "dir:b"],
-        ["copy", "--format", "v2s1", "oci:a", "dir:b"],
+        ["copy", "--format", "v2s3", "oci:a", "dir:b"],
     ],
 )
 def test_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
