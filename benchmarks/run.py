@@ -1,191 +1,82 @@
-"""Time ``imagetypes copy`` against ``skopeo copy`` on the same OCI layouts.
+"""Time imagetypes against skopeo (and oras-py) on the same images, moved every way we support.
 
-    python benchmarks/run.py [--runs 5] [--quick] [--cache-dir DIR] [--output FILE]
+    python benchmarks/run.py [--runs 5] [--quick] [--only GROUPS] [--floor | --no-floor]
+                             [--cache-dir DIR] [--output FILE]
 
-Fixtures (OCI layouts of random, incompressible data) are built once into a cache folder and
-reused by later runs. Each scenario copies a fixture to a fresh destination with each tool, as
-a child process, ``--runs`` times; the report gives the median wall time, throughput, CPU time
-(user + system) and peak RSS of the child (from ``wait4``), and is written as Markdown to
-``docs/benchmarks.md`` (``--quick``: small fixtures, report to stdout unless ``--output``).
+The matrix, each row on the same fixtures for every tool:
+
+- local: oci -> oci, oci -> dir, oci -> docker-archive, docker-archive -> oci, oci ->
+  oci-archive, oci-archive -> oci;
+- push (oci -> a fresh registry), pull (registry -> oci), registry -> registry (cold: to a fresh
+  registry; mount: same registry, another repository), with oras-py too for push and pull;
+- recompress: gzip -> zstd (``--dest-compress-format zstd``), oci -> oci;
+- sync: 20 tags sharing layers, registry -> fresh registry;
+- curve: oci -> oci of 1 to 200 small layers, for the cost of one layer.
+
+Registries are Debian's ``docker-registry`` on 127.0.0.1 with temporary storage, started here.
+Fixtures (OCI layouts of random, incompressible data) are built once into a cache folder. Every
+measured command runs as a child process; the report gives the median of ``--runs`` runs of its
+wall time, CPU time (user + system) and peak RSS (from ``wait4``), judges each row against its
+target, and is written as Markdown to ``docs/benchmarks.md`` (``--quick``: small fixtures,
+report to stdout unless ``--output``).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import hashlib
-import io
+import functools
+import importlib.util
 import json
 import os
 import platform
-import random
 import shutil
 import statistics
-import struct
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
-import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-MiB = 1024 * 1024
-REPO = Path(__file__).resolve().parent.parent
-DEFAULT_OUTPUT = REPO / "docs" / "benchmarks.md"
-TAG = "bench"
-CHUNK = 1 * MiB
-#: How layers are stored, said in the report. Random data does not compress, and deflate's
-#: stored blocks keep building fast while the layers stay real gzip streams.
-COMPRESSION_NOTE = (
-    "gzip streams at level 0 (deflate stored blocks: valid gzip, no compression; the data is "
-    "random and would not compress anyway)"
+from bench_fixtures import (
+    COMPRESSION_NOTE,
+    TAG,
+    Fixture,
+    MiB,
+    build_archive,
+    build_fixture,
+    curve_fixture,
+    layer_files,
+    size_text,
+    sync_fixture,
 )
+from bench_floor import Floor, measure_floor
+from bench_registry import REGISTRY_BIN, Registry
 
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+DEFAULT_OUTPUT = REPO / "docs" / "benchmarks.md"
+ANALYSIS = HERE / "analysis.md"
+ORAS_JOB = HERE / "oras_job.py"
 
-@dataclass(frozen=True)
-class Fixture:
-    """An OCI layout to build: ``layers`` layers of ``layer_size`` bytes of random data."""
+#: The targets every row is judged by.
+WALL_VS_SKOPEO = 0.5
+WALL_VS_FLOOR = 1.5
+RSS_LIMIT_MIB = 100
 
-    name: str
-    layers: int
-    layer_size: int
+GROUPS = ("local", "push", "pull", "registry", "recompress", "sync", "curve")
 
-    @property
-    def total(self) -> int:
-        return self.layers * self.layer_size
-
-    def describe(self) -> str:
-        return f"{self.layers} layer{'s' if self.layers > 1 else ''} x {_size(self.layer_size)}"
-
-
-FULL_FIXTURES = (Fixture("4x64MiB", 4, 64 * MiB), Fixture("1x512MiB", 1, 512 * MiB))
-QUICK_FIXTURES = (Fixture("quick-4x1MiB", 4, 1 * MiB), Fixture("quick-1x4MiB", 1, 4 * MiB))
-
-
-def _size(n: int) -> str:
-    return f"{n // MiB} MiB" if n % MiB == 0 else f"{n / MiB:.1f} MiB"
-
-
-# -- fixtures ----------------------------------------------------------------------------------
-
-
-class _HashingWriter:
-    """Writes to a file, hashing and counting what passes."""
-
-    def __init__(self, f: io.BufferedWriter) -> None:
-        self.f = f
-        self.sha = hashlib.sha256()
-        self.size = 0
-
-    def write(self, data: bytes) -> None:
-        self.f.write(data)
-        self.sha.update(data)
-        self.size += len(data)
-
-
-def _write_layer(tmp: Path, seed: int, size: int) -> tuple[Path, str, int, str]:
-    """One gzip-wrapped tar layer with a single random file; (path, digest, size, diff_id)."""
-    rnd = random.Random(seed)
-    diff = hashlib.sha256()
-    crc = 0
-    raw_len = 0
-    compressor = zlib.compressobj(0, zlib.DEFLATED, -zlib.MAX_WBITS)
-    path = tmp / f"layer-{seed}"
-    with open(path, "wb") as f:
-        out = _HashingWriter(f)
-        out.write(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff")  # gzip header: mtime 0, OS unknown
-
-        def feed(data: bytes) -> None:
-            nonlocal crc, raw_len
-            diff.update(data)
-            crc = zlib.crc32(data, crc)
-            raw_len += len(data)
-            out.write(compressor.compress(data))
-
-        info = tarfile.TarInfo(f"data-{seed}.bin")
-        info.size = size
-        info.mode = 0o644
-        feed(info.tobuf(tarfile.USTAR_FORMAT))
-        left = size
-        while left:
-            n = min(CHUNK, left)
-            feed(rnd.randbytes(n))
-            left -= n
-        feed(b"\0" * (-size % tarfile.BLOCKSIZE))  # pad the file to a 512-byte block
-        feed(b"\0" * (2 * tarfile.BLOCKSIZE))  # end-of-archive marker
-        out.write(compressor.flush())
-        out.write(struct.pack("<II", crc & 0xFFFFFFFF, raw_len & 0xFFFFFFFF))
-    return path, "sha256:" + out.sha.hexdigest(), out.size, "sha256:" + diff.hexdigest()
-
-
-def _put_blob(layout: Path, data: bytes) -> tuple[str, int]:
-    digest = hashlib.sha256(data).hexdigest()
-    (layout / "blobs" / "sha256" / digest).write_bytes(data)
-    return "sha256:" + digest, len(data)
-
-
-def _dumps(obj: object) -> bytes:
-    return json.dumps(obj, separators=(",", ":")).encode()
-
-
-def build_fixture(cache: Path, fixture: Fixture) -> Path:
-    """The fixture's layout in ``cache``, built unless a complete one is there already."""
-    layout = cache / fixture.name
-    if (layout / ".complete").is_file():
-        return layout
-    shutil.rmtree(layout, ignore_errors=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{fixture.name}-", dir=cache))
-    try:
-        blobs = staging / "blobs" / "sha256"
-        blobs.mkdir(parents=True)
-        layers, diff_ids = [], []
-        for i in range(fixture.layers):
-            path, digest, size, diff_id = _write_layer(staging, i + 1, fixture.layer_size)
-            os.replace(path, blobs / digest.split(":", 1)[1])
-            mt = "application/vnd.oci.image.layer.v1.tar+gzip"
-            layers.append({"mediaType": mt, "digest": digest, "size": size})
-            diff_ids.append(diff_id)
-        config = {
-            "created": "2024-01-01T00:00:00Z",
-            "architecture": "amd64",
-            "os": "linux",
-            "config": {},
-            "rootfs": {"type": "layers", "diff_ids": diff_ids},
-        }
-        config_digest, config_size = _put_blob(staging, _dumps(config))
-        manifest = {
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {
-                "mediaType": "application/vnd.oci.image.config.v1+json",
-                "digest": config_digest,
-                "size": config_size,
-            },
-            "layers": layers,
-        }
-        manifest_digest, manifest_size = _put_blob(staging, _dumps(manifest))
-        index = {
-            "schemaVersion": 2,
-            "manifests": [
-                {
-                    "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                    "digest": manifest_digest,
-                    "size": manifest_size,
-                    "annotations": {"org.opencontainers.image.ref.name": TAG},
-                }
-            ],
-        }
-        (staging / "oci-layout").write_bytes(b'{"imageLayoutVersion":"1.0.0"}')
-        (staging / "index.json").write_bytes(_dumps(index))
-        (staging / ".complete").write_bytes(b"")
-        os.rename(staging, layout)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return layout
+FULL_FIXTURES = (Fixture.uniform("4x64MiB", 4, 64 * MiB), Fixture.uniform("1x512MiB", 1, 512 * MiB))
+QUICK_FIXTURES = (
+    Fixture.uniform("quick-4x1MiB", 4, 1 * MiB),
+    Fixture.uniform("quick-1x4MiB", 1, 4 * MiB),
+)
+FULL_CURVE = (1, 10, 50, 100, 200)
+QUICK_CURVE = (1, 10)
+FULL_SYNC = sync_fixture(20, (16 * MiB, 8 * MiB), 1 * MiB, "sync-20x")
+QUICK_SYNC = sync_fixture(3, (1 * MiB,), 64 * 1024, "quick-sync-3x")
 
 
 # -- measuring ---------------------------------------------------------------------------------
@@ -202,59 +93,541 @@ class Sample:
 class Result:
     tool: str
     samples: list[Sample] = field(default_factory=list)
+    error: str | None = None
 
     def median(self, attr: str) -> float:
         return float(statistics.median(getattr(s, attr) for s in self.samples))
 
+    @property
+    def ok(self) -> bool:
+        return self.error is None and bool(self.samples)
+
+
+class CommandFailed(RuntimeError):
+    """A measured command exited non-zero, or did not leave what it should have."""
+
+
+#: Runs a command and writes its wall time, CPU time and peak RSS to a file. Why a launcher:
+#: a child's ``ru_maxrss`` starts from the RSS of the process that forked it (with vfork, as
+#: subprocess uses, from that process's peak), so measuring straight from this process would
+#: add the benchmark's own memory (fixture data read for the floor) to every command. The
+#: launcher is a bare Python (``-S``): what it passes on is a few MiB.
+_LAUNCHER = """
+import os, sys, time
+out, argv = sys.argv[1], sys.argv[2:]
+start = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execvp(argv[0], argv)
+    finally:
+        os._exit(127)
+_, status, usage = os.wait4(pid, 0)
+wall = time.perf_counter() - start
+with open(out, "w") as f:
+    f.write(f"{wall} {usage.ru_utime + usage.ru_stime} {usage.ru_maxrss}")
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
 
 def measure(argv: Sequence[str]) -> Sample:
-    """Run ``argv`` to completion; its wall time, CPU time and peak RSS (from ``wait4``)."""
-    with tempfile.TemporaryFile() as err:
-        start = time.perf_counter()
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=err, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
-        if proc.returncode != 0:
+    """Run ``argv`` to completion; its wall time, CPU time and peak RSS (``wait4``)."""
+    with tempfile.TemporaryFile() as err, tempfile.TemporaryDirectory() as tmp:
+        result = Path(tmp) / "usage"
+        launcher = [sys.executable, "-S", "-c", _LAUNCHER, str(result), *argv]
+        done = subprocess.run(launcher, stdin=subprocess.DEVNULL, stdout=err, stderr=err)
+        if done.returncode != 0:
             err.seek(0)
             output = err.read().decode(errors="replace").strip()
-            raise RuntimeError(f"{' '.join(argv)} failed ({proc.returncode}):\n{output}")
+            raise CommandFailed(f"{' '.join(argv)} failed ({done.returncode}):\n{output[-3000:]}")
+        wall, cpu, maxrss = result.read_text().split()
     # ru_maxrss is in KiB on Linux.
-    return Sample(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss)
+    return Sample(float(wall), float(cpu), int(maxrss))
 
 
-def _commands(tool: str, source: str, destination: str) -> list[str]:
+@dataclass
+class Job:
+    """One measured command, what proves it worked, and what to remove afterwards."""
+
+    argv: list[str]
+    check: Callable[[], None] = lambda: None
+    cleanup: Callable[[], None] = lambda: None
+
+
+#: Makes the job of one run (the argument is the run's number; -1 for a warm-up).
+Maker = Callable[[int], Job]
+
+
+@dataclass
+class Row:
+    """One line of the matrix: the same job done by each tool."""
+
+    group: str
+    title: str
+    fixture: Fixture
+    nbytes: int
+    #: The floor's stages (names of :class:`Floor` rates) every byte must pass through.
+    floor_parts: tuple[str, ...]
+    makers: dict[str, Maker]
+    note: str = ""
+    warmup: bool = False
+    results: list[Result] = field(default_factory=list)
+
+    def result(self, tool: str) -> Result | None:
+        return next((r for r in self.results if r.tool == tool and r.ok), None)
+
+
+@dataclass
+class Skipped:
+    group: str
+    title: str
+    reason: str
+
+
+def run_row(row: Row, runs: int) -> None:
+    """Run every tool ``runs`` times, taking turns run by run (a slow phase hits all alike)."""
+    row.results = [Result(tool) for tool in row.makers]
+    if row.warmup:
+        for result in row.results:
+            _attempt(row, result, -1, record=False)
+    for i in range(runs):
+        for result in row.results:
+            if result.error is None:
+                _attempt(row, result, i, record=True)
+
+
+def _attempt(row: Row, result: Result, index: int, *, record: bool) -> None:
+    job: Job | None = None
+    try:
+        job = row.makers[result.tool](index)
+        sample = measure(job.argv)
+        job.check()
+        if record:
+            result.samples.append(sample)
+    except (CommandFailed, OSError, RuntimeError, ValueError, LookupError) as e:
+        result.error = str(e).strip().splitlines()[-1][:300] if str(e).strip() else repr(e)
+        print(f"  {result.tool} failed on {row.title}: {e}", file=sys.stderr)
+    finally:
+        if job is not None:
+            job.cleanup()
+
+
+# -- the matrix --------------------------------------------------------------------------------
+
+
+@dataclass
+class Context:
+    python: str
+    scratch: Path
+    cache: Path
+    tools: list[str]
+    have_oras: bool
+    registry: Registry | None = None
+    registry_sources: dict[str, str] = field(default_factory=dict)
+    fresh: list[Registry] = field(default_factory=list)
+
+    def blob_cache(self) -> str:
+        return str(self.scratch / "imagetypes-blobinfo.sqlite")
+
+    def new_registry(self) -> Registry:
+        reg = Registry(self.scratch)
+        self.fresh.append(reg)
+        return reg
+
+    def drop_registry(self, reg: Registry) -> None:
+        reg.stop()
+        if reg in self.fresh:
+            self.fresh.remove(reg)
+
+
+def _tls(src: str, dst: str) -> list[str]:
+    flags = []
+    if src.startswith("docker://"):
+        flags.append("--src-tls-verify=false")
+    if dst.startswith("docker://"):
+        flags.append("--dest-tls-verify=false")
+    return flags
+
+
+def copy_argv(ctx: Context, tool: str, src: str, dst: str, *extra: str) -> list[str]:
     if tool == "imagetypes":
-        return [sys.executable, "-m", "imagetypes", "copy", "--quiet", source, destination]
-    return ["skopeo", "copy", "--quiet", source, destination]
+        head = [ctx.python, "-m", "imagetypes", "copy", "--quiet"]
+        head += ["--blob-info-cache", ctx.blob_cache()]
+    else:
+        head = ["skopeo", "copy", "--quiet"]
+    return [*head, *_tls(src, dst), *extra, src, dst]
 
 
-def _destination(kind: str, path: Path) -> tuple[str, Path]:
-    """A destination reference of ``kind`` and the marker file that proves it was written."""
+def _rm(path: Path) -> Callable[[], None]:
+    def cleanup() -> None:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+    return cleanup
+
+
+def _expect_file(path: Path) -> Callable[[], None]:
+    def check() -> None:
+        if not path.is_file():
+            raise CommandFailed(f"reported success but wrote no {path.name}")
+
+    return check
+
+
+def _expect_tag(reg: Registry, repository: str, tag: str) -> Callable[[], None]:
+    def check() -> None:
+        if tag not in reg.tags(repository):
+            raise CommandFailed(f"reported success but {reg.host}/{repository}:{tag} is missing")
+
+    return check
+
+
+def _expect_zstd(layout: Path) -> Callable[[], None]:
+    def check() -> None:
+        index = json.loads((layout / "index.json").read_bytes())
+        digest = index["manifests"][0]["digest"].split(":", 1)[1]
+        manifest = json.loads((layout / "blobs" / "sha256" / digest).read_bytes())
+        types = {layer["mediaType"] for layer in manifest["layers"]}
+        if not all(t.endswith("+zstd") for t in types):
+            raise CommandFailed(f"layers were not recompressed to zstd: {sorted(types)}")
+
+    return check
+
+
+def _local_kind(kind: str, p: Path) -> tuple[str, Path]:
+    """The destination reference of ``kind`` at ``p``, and the file that proves it was written."""
     if kind == "oci":
-        return f"oci:{path}:{TAG}", path / "index.json"
-    return f"dir:{path}", path / "manifest.json"
+        return f"oci:{p}:{TAG}", p / "index.json"
+    if kind == "dir":
+        return f"dir:{p}", p / "manifest.json"
+    if kind == "docker-archive":
+        return f"docker-archive:{p}.tar:bench/out:latest", Path(f"{p}.tar")
+    return f"oci-archive:{p}.tar:{TAG}", Path(f"{p}.tar")
 
 
-def run_scenario(
-    tools: Sequence[str], layout: Path, kind: str, runs: int, scratch: Path
-) -> list[Result]:
-    """Copy ``layout`` to a fresh ``kind`` destination ``runs`` times with each tool.
+def local_rows(ctx: Context, fixture: Fixture, layout: Path) -> list[Row]:
+    rows = []
 
-    Tools take turns run by run, so a slow phase of a shared machine hits both alike.
-    """
-    results = [Result(tool) for tool in tools]
-    source = f"oci:{layout}:{TAG}"
-    for _ in range(runs):
-        for result in results:
-            target = scratch / f"{result.tool}-{kind}"
-            shutil.rmtree(target, ignore_errors=True)
-            reference, marker = _destination(kind, target)
-            result.samples.append(measure(_commands(result.tool, source, reference)))
-            if not marker.is_file():
-                raise RuntimeError(f"{result.tool} reported success but wrote no {marker.name}")
-            shutil.rmtree(target)
-    return results
+    def to(kind: str) -> Row:
+        def maker_for(tool: str) -> Maker:
+            def make(i: int) -> Job:
+                ref, marker = _local_kind(kind, ctx.scratch / f"{tool}-{kind}-{i}")
+                target = marker if kind.endswith("archive") else marker.parent
+                return Job(
+                    copy_argv(ctx, tool, f"oci:{layout}:{TAG}", ref),
+                    _expect_file(marker),
+                    _rm(target),
+                )
+
+            return make
+
+        parts: tuple[str, ...] = ("sha256", "file_copy_fsync")
+        note = ""
+        if kind == "docker-archive":
+            note = "layers are stored uncompressed in a docker-archive: both tools decompress"
+            parts = ("sha256", "gunzip_stored", "sha256", "file_copy_fsync")
+        return Row(
+            "local",
+            f"oci -> {kind}",
+            fixture,
+            fixture.total,
+            parts,
+            {tool: maker_for(tool) for tool in ctx.tools},
+            note,
+        )
+
+    def archive_to_oci(kind: str) -> Row | None:
+        try:
+            archive = build_archive(ctx.cache, layout, kind, functools.partial(_setup_copy, ctx))
+        except CommandFailed as e:
+            print(f"cannot build the {kind} fixture: {e}", file=sys.stderr)
+            return None
+        suffix = ":bench/" + layout.name.lower() + ":latest" if kind == "docker-archive" else ""
+        source = f"{kind}:{archive}{suffix}" if kind == "docker-archive" else f"{kind}:{archive}"
+
+        def maker_for(tool: str) -> Maker:
+            def make(i: int) -> Job:
+                out = ctx.scratch / f"{tool}-from-{kind}-{i}"
+                return Job(
+                    copy_argv(ctx, tool, source, f"oci:{out}:{TAG}"),
+                    _expect_file(out / "index.json"),
+                    _rm(out),
+                )
+
+            return make
+
+        note = ""
+        parts: tuple[str, ...] = ("sha256", "file_copy_fsync")
+        if kind == "docker-archive":
+            note = (
+                "the archive holds uncompressed layers and an OCI layout wants them compressed: "
+                "both tools gzip every layer (the row measures the compressor)"
+            )
+            parts = ("sha256", "sha256", "file_copy_fsync")
+        return Row(
+            "local",
+            f"{kind} -> oci",
+            fixture,
+            fixture.total,
+            parts,
+            {tool: maker_for(tool) for tool in ctx.tools},
+            note,
+        )
+
+    rows.append(to("oci"))
+    rows.append(to("dir"))
+    rows.append(to("docker-archive"))
+    row = archive_to_oci("docker-archive")
+    if row is not None:
+        rows.append(row)
+    rows.append(to("oci-archive"))
+    row = archive_to_oci("oci-archive")
+    if row is not None:
+        rows.append(row)
+    return rows
+
+
+def _setup_copy(ctx: Context, src: str, dst: str) -> None:
+    """An untimed copy that prepares a fixture: with skopeo if installed, else imagetypes."""
+    tool = "skopeo" if "skopeo" in ctx.tools else "imagetypes"
+    measure(copy_argv(ctx, tool, src, dst))
+
+
+def registry_rows(ctx: Context, fixture: Fixture, layout: Path, groups: set[str]) -> list[Row]:
+    assert ctx.registry is not None
+    main = ctx.registry
+    repo = f"bench/{fixture.name.lower()}"
+    source_ref = f"docker://{main.host}/{repo}:latest"
+    if repo not in ctx.registry_sources:
+        _setup_copy(ctx, f"oci:{layout}:{TAG}", source_ref)
+        ctx.registry_sources[repo] = source_ref
+    rows: list[Row] = []
+    layers = layer_files(layout)
+
+    # push: to a fresh registry every run, so nothing is there yet
+    def push_maker(tool: str) -> Maker:
+        def make(i: int) -> Job:
+            reg = ctx.new_registry()
+            if tool == "oras":
+                argv = [ctx.python, str(ORAS_JOB), "push", reg.host, "bench/push:latest"]
+                argv += [str(p) for p in layers]
+            else:
+                argv = copy_argv(
+                    ctx, tool, f"oci:{layout}:{TAG}", f"docker://{reg.host}/bench/push:latest"
+                )
+            return Job(
+                argv, _expect_tag(reg, "bench/push", "latest"), lambda: ctx.drop_registry(reg)
+            )
+
+        return make
+
+    tools = list(ctx.tools) + (["oras"] if ctx.have_oras else [])
+    rows.append(
+        Row(
+            "push",
+            "oci -> registry (push)",
+            fixture,
+            fixture.total,
+            ("sha256", "http_put"),
+            {tool: push_maker(tool) for tool in tools},
+            "to a fresh registry each run; oras pushes the layer files as an artifact "
+            "(its own manifest, no config conversion)",
+        )
+    )
+
+    def pull_maker(tool: str) -> Maker:
+        def make(i: int) -> Job:
+            out = ctx.scratch / f"{tool}-pull-{i}"
+            if tool == "oras":
+                argv = [ctx.python, str(ORAS_JOB), "pull", main.host, f"{repo}:latest", str(out)]
+                return Job(argv, _expect_layers(out, len(layers)), _rm(out))
+            argv = copy_argv(ctx, tool, source_ref, f"oci:{out}:{TAG}")
+            return Job(argv, _expect_file(out / "index.json"), _rm(out))
+
+        return make
+
+    rows.append(
+        Row(
+            "pull",
+            "registry -> oci (pull)",
+            fixture,
+            fixture.total,
+            ("http_get", "sha256", "file_copy_fsync"),
+            {tool: pull_maker(tool) for tool in tools},
+            "oras writes each layer to a plain file, in 8 KiB writes, and checks no digest",
+        )
+    )
+
+    def cold_maker(tool: str) -> Maker:
+        def make(i: int) -> Job:
+            reg = ctx.new_registry()
+            argv = copy_argv(ctx, tool, source_ref, f"docker://{reg.host}/bench/copy:latest")
+            return Job(
+                argv, _expect_tag(reg, "bench/copy", "latest"), lambda: ctx.drop_registry(reg)
+            )
+
+        return make
+
+    rows.append(
+        Row(
+            "registry",
+            "registry -> registry (cold)",
+            fixture,
+            fixture.total,
+            ("http_get", "sha256", "http_put"),
+            {tool: cold_maker(tool) for tool in ctx.tools},
+            "to a fresh registry each run",
+        )
+    )
+
+    def mount_maker(tool: str) -> Maker:
+        def make(i: int) -> Job:
+            target = f"mount/{tool}-{'warm' if i < 0 else i}"
+            argv = copy_argv(ctx, tool, source_ref, f"docker://{main.host}/{target}:latest")
+            return Job(argv, _expect_tag(main, target, "latest"))
+
+        return make
+
+    rows.append(
+        Row(
+            "registry",
+            "registry -> registry (mount)",
+            fixture,
+            0,
+            (),
+            {tool: mount_maker(tool) for tool in ctx.tools},
+            "same registry, another repository: blobs are mounted, not moved; one untimed "
+            "warm-up copy per tool first, so each tool's blob-info cache knows the source",
+            warmup=True,
+        )
+    )
+    return [r for r in rows if r.group in groups]
+
+
+def _expect_layers(outdir: Path, count: int) -> Callable[[], None]:
+    def check() -> None:
+        files = [p for p in outdir.iterdir() if p.is_file()] if outdir.is_dir() else []
+        if len(files) != count:
+            raise CommandFailed(f"pulled {len(files)} files, expected {count}")
+
+    return check
+
+
+def recompress_rows(ctx: Context, fixture: Fixture, layout: Path) -> list[Row]:
+    def maker_for(tool: str) -> Maker:
+        def make(i: int) -> Job:
+            out = ctx.scratch / f"{tool}-zstd-{i}"
+            argv = copy_argv(
+                ctx,
+                tool,
+                f"oci:{layout}:{TAG}",
+                f"oci:{out}:{TAG}",
+                "--dest-compress-format",
+                "zstd",
+            )
+            return Job(argv, _expect_zstd(out), _rm(out))
+
+        return make
+
+    return [
+        Row(
+            "recompress",
+            "oci -> oci, gzip -> zstd",
+            fixture,
+            fixture.total,
+            ("gunzip_stored", "sha256", "zstd_compress", "sha256", "file_copy_fsync"),
+            {tool: maker_for(tool) for tool in ctx.tools},
+            "`--dest-compress-format zstd`; the floor counts hashing both forms of each layer",
+        )
+    ]
+
+
+def sync_rows(ctx: Context, fixture: Fixture) -> list[Row]:
+    assert ctx.registry is not None
+    layout = fixture_layout(ctx.cache, fixture)
+    main = ctx.registry
+    repo = "sync/src"
+    if sorted(main.tags(repo)) != sorted(fixture.images):
+        for tag in fixture.images:
+            _setup_copy(ctx, f"oci:{layout}:{tag}", f"docker://{main.host}/{repo}:{tag}")
+    wanted = sorted(fixture.images)
+
+    def maker_for(tool: str) -> Maker:
+        def make(i: int) -> Job:
+            reg = ctx.new_registry()
+            if tool == "imagetypes":
+                argv = [ctx.python, "-m", "imagetypes", "sync", "--quiet"]
+                argv += ["--blob-info-cache", ctx.blob_cache()]
+            else:
+                argv = ["skopeo", "sync"]
+            argv += ["--src", "docker", "--dest", "docker"]
+            argv += ["--src-tls-verify=false", "--dest-tls-verify=false"]
+            argv += [f"{main.host}/{repo}", reg.host]
+
+            def check() -> None:
+                found = {r: sorted(reg.tags(r)) for r in reg.repositories()}
+                if wanted not in found.values():
+                    raise CommandFailed(
+                        f"the destination holds {found}, not the {len(wanted)} tags"
+                    )
+
+            return Job(argv, check, lambda: ctx.drop_registry(reg))
+
+        return make
+
+    return [
+        Row(
+            "sync",
+            f"sync {len(fixture.images)} tags, registry -> registry",
+            fixture,
+            fixture.total,
+            ("http_get", "sha256", "http_put"),
+            {tool: maker_for(tool) for tool in ctx.tools},
+            "to a fresh registry each run; shared layers are moved once",
+        )
+    ]
+
+
+def curve_rows(ctx: Context, fixture: Fixture) -> list[Row]:
+    layout = fixture_layout(ctx.cache, fixture)
+
+    def maker_for(tool: str) -> Maker:
+        def make(i: int) -> Job:
+            out = ctx.scratch / f"{tool}-curve-{i}"
+            argv = copy_argv(ctx, tool, f"oci:{layout}:{TAG}", f"oci:{out}:{TAG}")
+            return Job(argv, _expect_file(out / "index.json"), _rm(out))
+
+        return make
+
+    return [
+        Row(
+            "curve",
+            f"oci -> oci, {fixture.describe()}",
+            fixture,
+            fixture.total,
+            ("sha256", "file_copy_fsync"),
+            {tool: maker_for(tool) for tool in ctx.tools},
+        )
+    ]
+
+
+def fixture_layout(cache: Path, fixture: Fixture) -> Path:
+    """Build (or find) the fixture's layout, saying how long it took."""
+    start = time.perf_counter()
+    layout = build_fixture(cache, fixture)
+    took = time.perf_counter() - start
+    print(f"fixture {fixture.name}: {layout} ({took:.1f} s)", file=sys.stderr)
+    return layout
+
+
+def cli_has(python: str, command: str, flag: str | None = None) -> bool:
+    """Whether ``imagetypes COMMAND`` exists (and takes ``flag``), by its ``--help``."""
+    done = subprocess.run(
+        [python, "-m", "imagetypes", command, "--help"], capture_output=True, text=True, check=False
+    )
+    return done.returncode == 0 and (flag is None or flag in done.stdout)
 
 
 # -- the report --------------------------------------------------------------------------------
@@ -268,7 +641,16 @@ def _first_line(argv: Sequence[str]) -> str:
     return out.strip().splitlines()[0] if out.strip() else "unknown"
 
 
-def machine_info() -> dict[str, str]:
+def _package_version(name: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "missing"
+
+
+def machine_info(python: str) -> dict[str, str]:
     """The machine and the versions of everything measured."""
     cpu = "unknown"
     memory = "unknown"
@@ -283,42 +665,142 @@ def machine_info() -> dict[str, str]:
                 break
     except OSError:
         pass
+    load = " / ".join(f"{x:.2f}" for x in os.getloadavg())
     return {
         "CPUs (nproc)": str(os.cpu_count() or "unknown"),
         "CPU model": cpu,
         "Memory": memory,
         "OS": f"{platform.system()} {platform.release()}",
+        "Load average at the start (1/5/15 min)": load,
         "Python version": platform.python_version(),
-        "imagetypes version": _first_line([sys.executable, "-m", "imagetypes", "--version"]),
+        "imagetypes version": _first_line([python, "-m", "imagetypes", "--version"]),
         "skopeo version": _first_line(["skopeo", "--version"])
         if shutil.which("skopeo")
         else "missing",
+        "docker-registry version": _first_line([REGISTRY_BIN, "--version"])
+        if REGISTRY_BIN
+        else "missing",
+        "oras-py version": _package_version("oras"),
+        "isal (fast gzip) version": _package_version("isal"),
     }
 
 
+@dataclass(frozen=True)
+class Verdict:
+    floor: float | None
+    target: float | None
+    basis: str
+    wall_ok: bool | None
+    rss_ok: bool | None
+
+
+def judge(row: Row, floor: Floor | None) -> Verdict:
+    """Is imagetypes within its targets on this row?"""
+    ours = row.result("imagetypes")
+    theirs = row.result("skopeo")
+    floor_s = floor.seconds(row.nbytes, *row.floor_parts) if floor and row.floor_parts else None
+    target: float | None = None
+    basis = "no skopeo"
+    if theirs is not None:
+        target = WALL_VS_SKOPEO * theirs.median("wall")
+        basis = f"{WALL_VS_SKOPEO}x skopeo"
+        if floor_s is not None and floor_s > target:
+            target = WALL_VS_FLOOR * floor_s
+            basis = f"{WALL_VS_FLOOR}x floor"
+    wall_ok = None if ours is None or target is None else ours.median("wall") <= target
+    rss_ok = None if ours is None else ours.median("max_rss_kib") / 1024 < RSS_LIMIT_MIB
+    return Verdict(floor_s, target, basis, wall_ok, rss_ok)
+
+
+def _mark(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("yes" if ok else "**no**")
+
+
+def _fmt(x: float | None, digits: int = 2) -> str:
+    return "n/a" if x is None else f"{x:.{digits}f}"
+
+
+def linear_fit(points: Sequence[tuple[float, float]]) -> tuple[float, float] | None:
+    """Least squares ``y = a + b x``: (a, b); None with fewer than two distinct x."""
+    if len({x for x, _ in points}) < 2:
+        return None
+    n = len(points)
+    mx = sum(x for x, _ in points) / n
+    my = sum(y for _, y in points) / n
+    sxx = sum((x - mx) ** 2 for x, _ in points)
+    sxy = sum((x - mx) * (y - my) for x, y in points)
+    b = sxy / sxx
+    return my - b * mx, b
+
+
 def render(
-    scenarios: Sequence[tuple[Fixture, str, list[Result]]],
+    rows: Sequence[Row],
+    skipped: Sequence[Skipped],
+    floor: Floor | None,
     info: dict[str, str],
+    argv_text: str,
     runs: int,
-    quick: bool,
 ) -> str:
     """The Markdown report."""
-    lines = [
-        "# Benchmarks",
+    matrix = [r for r in rows if r.group != "curve"]
+    curve = [r for r in rows if r.group == "curve"]
+    verdicts = {id(r): judge(r, floor) for r in rows}
+    judged = [r for r in matrix if verdicts[id(r)].wall_ok is not None]
+    met = [r for r in judged if verdicts[id(r)].wall_ok]
+    rss_judged = [r for r in matrix if verdicts[id(r)].rss_ok is not None]
+    rss_met = [r for r in rss_judged if verdicts[id(r)].rss_ok]
+    failed = [(r, res) for r in rows for res in r.results if res.error is not None]
+
+    lines = ["# Benchmarks", ""]
+    lines += [
+        "## Summary",
         "",
-        "`imagetypes copy` against `skopeo copy` on the same OCI layouts, each tool run as a "
-        "child process with `--quiet` and copying to a fresh destination every run. Numbers "
-        f"are medians of {runs} run{'s' if runs > 1 else ''}; tools take turns run by run.",
+        f"- Wall-time target (at most {WALL_VS_SKOPEO}x skopeo's wall time, or within "
+        f"{WALL_VS_FLOOR}x of the physical floor where the floor is above that): met on "
+        f"**{len(met)} of {len(judged)}** rows.",
+        f"- Peak RSS under {RSS_LIMIT_MIB} MiB: met on "
+        f"**{len(rss_met)} of {len(rss_judged)}** rows.",
+    ]
+    missed = [r for r in judged if not verdicts[id(r)].wall_ok]
+    if missed:
+        lines.append(
+            "- Rows missing the wall-time target: "
+            + "; ".join(f"{r.title} ({r.fixture.describe()})" for r in missed)
+            + "."
+        )
+    if failed:
+        lines.append(
+            "- Failed runs: "
+            + "; ".join(f"{res.tool} on {r.title} ({r.fixture.describe()})" for r, res in failed)
+            + " (see below)."
+        )
+    lines += ["", *analysis_block()]
+    lines += [
         "",
-        "- **Wall**: elapsed time of the child process; **MiB/s**: layer bytes / wall time.",
-        "- **CPU**: user + system time of the child; **Peak RSS**: its `ru_maxrss` (`wait4`).",
+        "## How it was measured",
+        "",
+        f"Generated by `{argv_text}` on {dt.date.today().isoformat()}. Every number is the "
+        f"median of {runs} run{'s' if runs > 1 else ''}; tools take turns run by run, each a "
+        "child process, with a fresh destination every run.",
+        "",
+        "- **Wall**: elapsed time of the child process, start-up included; **MiB/s**: layer "
+        "bytes / wall time.",
+        "- **CPU**: user + system time of the child; **RSS**: its peak `ru_maxrss` (`wait4`, "
+        "taken by a bare launcher process so that the benchmark's own memory is not counted). "
+        "The registry's own CPU is not counted (it is another process).",
         f"- Layers: random bytes in a tar, stored as {COMPRESSION_NOTE}.",
-        "- The source is warm in the page cache; destinations are on the same file system.",
-        "- Every run's wall time is listed, so the spread shows; on a shared or busy machine,",
-        "  rerun with more `--runs` before drawing conclusions from small differences.",
-        "",
-        f"Generated by `python benchmarks/run.py --runs {runs}{' --quick' if quick else ''}` "
-        f"on {dt.date.today().isoformat()}.",
+        "- Sources are warm in the page cache; local destinations are on the same file system.",
+        "- Registries: `docker-registry` on 127.0.0.1, plain HTTP, temporary storage; "
+        '"fresh" means a new registry process (and port) for every run.',
+        "- imagetypes gets a blob-info cache private to the benchmark run (`--blob-info-cache`); "
+        "skopeo uses its own persistent one, as it always does.",
+        "- **Floor**: the row's bytes passed once through each stage the job cannot avoid, at "
+        "the rates measured on this machine (see [the floor](#the-physical-floor)); start-up is "
+        "not part of it. **Target**: "
+        f"{WALL_VS_SKOPEO}x skopeo's wall time, or {WALL_VS_FLOOR}x the floor where that is "
+        "larger.",
+        "- The machine is shared (other work ran during the measurements): read the per-run "
+        "lists for the spread before drawing conclusions from small differences.",
         "",
         "## Machine",
         "",
@@ -326,38 +808,171 @@ def render(
         "|---|---|",
     ]
     lines += [f"| {key} | {value} |" for key, value in info.items()]
-    for fixture, kind, results in scenarios:
+
+    lines += [
+        "",
+        "## Targets, row by row",
+        "",
+        "| Row | Fixture | imagetypes (s) | skopeo (s) | imagetypes / skopeo | Floor (s) "
+        "| Target (s) | Wall target met | imagetypes RSS (MiB) | RSS < 100 MiB |",
+        "|---|---|---:|---:|---:|---:|---:|---|---:|---|",
+    ]
+    for r in matrix:
+        v = verdicts[id(r)]
+        ours, theirs = r.result("imagetypes"), r.result("skopeo")
+        ow = ours.median("wall") if ours else None
+        tw = theirs.median("wall") if theirs else None
+        ratio = f"{ow / tw:.2f}x" if ow is not None and tw else "n/a"
+        rss = ours.median("max_rss_kib") / 1024 if ours else None
+        target = f"{_fmt(v.target)} ({v.basis})" if v.target is not None else "n/a"
+        lines.append(
+            f"| {r.title} | {r.fixture.describe()} | {_fmt(ow)} | {_fmt(tw)} | {ratio} | "
+            f"{_fmt(v.floor)} | {target} | {_mark(v.wall_ok)} | {_fmt(rss, 0)} | "
+            f"{_mark(v.rss_ok)} |"
+        )
+
+    lines += ["", "## Every row, every tool", ""]
+    for r in matrix:
+        lines += [f"### {r.title}: {r.fixture.describe()}", ""]
+        if r.note:
+            lines += [f"_{r.note}._", ""]
         lines += [
-            "",
-            f"## oci -> {kind}: {fixture.describe()} ({_size(fixture.total)})",
-            "",
             "| Tool | Wall (s) | MiB/s | CPU (s) | Peak RSS (MiB) | Runs (wall, s) |",
             "|---|---:|---:|---:|---:|---|",
         ]
-        for r in results:
-            wall = r.median("wall")
-            runs_text = ", ".join(f"{s.wall:.2f}" for s in r.samples)
+        for res in r.results:
+            if not res.ok:
+                lines.append(f"| {res.tool} | failed: {res.error} | | | | |")
+                continue
+            wall = res.median("wall")
+            rate = f"{r.nbytes / MiB / wall:.0f}" if r.nbytes else "-"
+            runs_text = ", ".join(f"{s.wall:.2f}" for s in res.samples)
             lines.append(
-                f"| {r.tool} | {wall:.2f} | {fixture.total / MiB / wall:.0f} | "
-                f"{r.median('cpu'):.2f} | {r.median('max_rss_kib') / 1024:.0f} | {runs_text} |"
+                f"| {res.tool} | {wall:.2f} | {rate} | {res.median('cpu'):.2f} | "
+                f"{res.median('max_rss_kib') / 1024:.0f} | {runs_text} |"
             )
-        by_tool = {r.tool: r for r in results}
-        if "imagetypes" in by_tool and "skopeo" in by_tool:
-            ours, theirs = by_tool["imagetypes"], by_tool["skopeo"]
-            lines += [
-                "",
-                f"imagetypes / skopeo: wall {ours.median('wall') / theirs.median('wall'):.2f}x, "
-                f"CPU {ours.median('cpu') / max(theirs.median('cpu'), 1e-9):.2f}x, "
-                f"peak RSS {ours.median('max_rss_kib') / theirs.median('max_rss_kib'):.2f}x "
-                "(below 1 means imagetypes used less).",
-            ]
-    return "\n".join(lines) + "\n"
+        lines.append("")
+
+    if curve:
+        lines += _render_curve(curve)
+    if floor is not None:
+        lines += _render_floor(floor)
+    if skipped:
+        lines += ["## Rows not measured", ""]
+        lines += [f"- {s.group}: {s.title}: {s.reason}" for s in skipped]
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+_ANALYSIS_START = "<!-- analysis: benchmarks/analysis.md -->"
+_ANALYSIS_END = "<!-- end of analysis -->"
+
+
+def analysis_block() -> list[str]:
+    """The hand-written findings (benchmarks/analysis.md), between markers."""
+    text = ANALYSIS.read_text(encoding="utf-8").strip() if ANALYSIS.is_file() else ""
+    return [_ANALYSIS_START, "", text, "", _ANALYSIS_END] if text else []
+
+
+def refresh_analysis(report: Path) -> None:
+    """Replace the findings in an existing report with benchmarks/analysis.md (no measuring)."""
+    text = report.read_text(encoding="utf-8")
+    start, end = text.find(_ANALYSIS_START), text.find(_ANALYSIS_END)
+    if start < 0 or end < start:
+        raise SystemExit(f"{report} has no analysis block to refresh")
+    block = "\n".join(analysis_block())
+    report.write_text(text[:start] + block + text[end + len(_ANALYSIS_END) :], encoding="utf-8")
+
+
+def _render_curve(curve: Sequence[Row]) -> list[str]:
+    tools = [t for t in ("imagetypes", "skopeo") if any(r.result(t) for r in curve)]
+    size = next(iter(next(iter(curve[0].fixture.images.values())))).size
+    lines = [
+        "## Cost per layer",
+        "",
+        f"oci -> oci of one image of N layers of {size_text(size)} each (the size is small so "
+        "that what is measured is the cost of a layer, not of its bytes). The per-layer cost "
+        "is the slope of a least-squares line through the medians; the intercept is start-up "
+        "plus the per-image work.",
+        "",
+        "| Layers | Bytes | " + " | ".join(f"{t} wall (s) | {t} RSS (MiB)" for t in tools) + " |",
+        "|---:|---:|" + "---:|---:|" * len(tools),
+    ]
+    for r in curve:
+        cells = []
+        for t in tools:
+            res = r.result(t)
+            cells.append(
+                f"{res.median('wall'):.2f} | {res.median('max_rss_kib') / 1024:.0f}"
+                if res
+                else "failed | "
+            )
+        lines.append(
+            f"| {r.fixture.layer_count} | {size_text(r.nbytes)} | " + " | ".join(cells) + " |"
+        )
+    lines.append("")
+    for t in tools:
+        points = [
+            (float(r.fixture.layer_count), res.median("wall"))
+            for r in curve
+            if (res := r.result(t)) is not None
+        ]
+        fit = linear_fit(points)
+        if fit is not None:
+            a, b = fit
+            lines.append(
+                f"- {t}: {b * 1000:.1f} ms per layer, {a:.2f} s fixed "
+                f"(fit over {len(points)} points)."
+            )
+    lines.append("")
+    return lines
+
+
+def _render_floor(floor: Floor) -> list[str]:
+    def rate(x: float | None) -> str:
+        return "not measured" if x is None else f"{x:.0f} MiB/s"
+
+    return [
+        "## The physical floor",
+        "",
+        f"Measured in the benchmark process on a {size_text(floor.sample_bytes)} layer file "
+        "(warm in the page cache), median of 3:",
+        "",
+        "| Stage | Rate |",
+        "|---|---:|",
+        f"| sha256 (hashlib, 1 MiB reads into one buffer) | {rate(floor.sha256)} |",
+        "| file copy + fsync (read/write through one 1 MiB buffer) | "
+        f"{rate(floor.file_copy_fsync)} |",
+        f"| file write + fsync (from memory) | {rate(floor.file_write_fsync)} |",
+        f"| gunzip of the fixture's level-0 gzip | {rate(floor.gunzip_stored)} |",
+        f"| zstd level 3 compression of random data | {rate(floor.zstd_compress)} |",
+        f"| loopback HTTP GET of a blob from docker-registry | {rate(floor.http_get)} |",
+        f"| loopback HTTP PUT of a blob (monolithic upload) to docker-registry | "
+        f"{rate(floor.http_put)} |",
+        "",
+        f"Start-up, not part of any floor: `python -c pass` {floor.python_startup:.2f} s, "
+        f"`python -m imagetypes --version` {floor.imagetypes_startup:.2f} s.",
+        "",
+    ]
+
+
+# -- main --------------------------------------------------------------------------------------
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=5, help="runs per tool and scenario (5)")
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5, help="runs per tool and row (5)")
     parser.add_argument("--quick", action="store_true", help="small fixtures, for a smoke run")
+    parser.add_argument(
+        "--only",
+        help=f"comma-separated groups to run (default: all of {', '.join(GROUPS)})",
+    )
+    parser.add_argument(
+        "--floor",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="measure the physical floor and judge rows against it (default: on, off with --quick)",
+    )
     parser.add_argument(
         "--cache-dir",
         type=Path,
@@ -369,46 +984,132 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="Markdown report to write, '-' for stdout "
         "(default: docs/benchmarks.md; with --quick, stdout)",
     )
+    parser.add_argument(
+        "--refresh-analysis",
+        action="store_true",
+        help="only put the current benchmarks/analysis.md into the existing report",
+    )
     args = parser.parse_args(argv)
+    if args.refresh_analysis:
+        refresh_analysis(Path(args.output or DEFAULT_OUTPUT))
+        return 0
     if args.runs < 1:
         parser.error("--runs must be at least 1")
+    groups = set(GROUPS)
+    if args.only:
+        groups = {g.strip() for g in args.only.split(",") if g.strip()}
+        if unknown := groups - set(GROUPS):
+            parser.error(f"unknown groups: {', '.join(sorted(unknown))}")
+    want_floor = (not args.quick) if args.floor is None else args.floor
     output = args.output or ("-" if args.quick else str(DEFAULT_OUTPUT))
+    python = sys.executable
 
     tools = ["imagetypes"]
     if shutil.which("skopeo"):
         tools.append("skopeo")
     else:
         print("skopeo is not installed: measuring imagetypes alone", file=sys.stderr)
+    have_oras = importlib.util.find_spec("oras") is not None
+    info = machine_info(python)
 
     cache: Path = args.cache_dir
     cache.mkdir(parents=True, exist_ok=True)
     fixtures = QUICK_FIXTURES if args.quick else FULL_FIXTURES
     print(f"layers are {COMPRESSION_NOTE}", file=sys.stderr)
-    layouts = {}
-    for fixture in fixtures:
-        start = time.perf_counter()
-        layouts[fixture.name] = build_fixture(cache, fixture)
-        took = time.perf_counter() - start
-        print(f"fixture {fixture.name}: {layouts[fixture.name]} ({took:.1f} s)", file=sys.stderr)
 
-    scenarios = []
     scratch = Path(tempfile.mkdtemp(prefix="runs-", dir=cache))
+    ctx = Context(python, scratch, cache, tools, have_oras)
+    rows: list[Row] = []
+    skipped: list[Skipped] = []
+    floor: Floor | None = None
     try:
+        layouts = {f.name: fixture_layout(cache, f) for f in fixtures}
+        needs_registry = bool(groups & {"push", "pull", "registry", "sync"}) or want_floor
+        if needs_registry and REGISTRY_BIN is not None:
+            ctx.registry = Registry(scratch)
+        if want_floor:
+            sample = max(layer_files(layouts[fixtures[0].name]), key=lambda p: p.stat().st_size)
+            print("measuring the floor ...", file=sys.stderr)
+            floor = measure_floor(
+                sample, scratch, ctx.registry.host if ctx.registry else None, python
+            )
+
+        planned: list[Callable[[], list[Row]]] = []
         for fixture in fixtures:
-            for kind in ("oci", "dir"):
-                print(f"oci -> {kind}, {fixture.describe()} ...", file=sys.stderr)
-                results = run_scenario(tools, layouts[fixture.name], kind, args.runs, scratch)
-                scenarios.append((fixture, kind, results))
+            layout = layouts[fixture.name]
+            if "local" in groups:
+                planned.append(functools.partial(local_rows, ctx, fixture, layout))
+            if groups & {"push", "pull", "registry"}:
+                if ctx.registry is None:
+                    skipped.append(Skipped("registry", fixture.describe(), "no docker-registry"))
+                else:
+                    planned.append(functools.partial(registry_rows, ctx, fixture, layout, groups))
+            if "recompress" in groups:
+                if cli_has(python, "copy", "--dest-compress-format"):
+                    planned.append(functools.partial(recompress_rows, ctx, fixture, layout))
+                else:
+                    skipped.append(
+                        Skipped(
+                            "recompress",
+                            "gzip -> zstd",
+                            "`imagetypes copy` has no `--dest-compress-format`",
+                        )
+                    )
+        if not have_oras and groups & {"push", "pull"}:
+            skipped.append(
+                Skipped("push/pull", "oras-py", "oras-py (PyPI `oras`) is not installed")
+            )
+        if "sync" in groups:
+            sync_fix = QUICK_SYNC if args.quick else FULL_SYNC
+            if ctx.registry is None:
+                skipped.append(Skipped("sync", sync_fix.describe(), "no docker-registry"))
+            elif not cli_has(python, "sync"):
+                skipped.append(Skipped("sync", sync_fix.describe(), "no `imagetypes sync`"))
+            else:
+                planned.append(functools.partial(sync_rows, ctx, sync_fix))
+        if "curve" in groups:
+            for n in QUICK_CURVE if args.quick else FULL_CURVE:
+                planned.append(functools.partial(curve_rows, ctx, curve_fixture(n)))
+
+        for plan in planned:
+            for row in plan():
+                print(f"{row.title}, {row.fixture.describe()} ...", file=sys.stderr)
+                start = time.perf_counter()
+                run_row(row, args.runs)
+                print(f"  done in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+                rows.append(row)
     finally:
+        for reg in list(ctx.fresh):
+            reg.stop()
+        if ctx.registry is not None:
+            ctx.registry.stop()
         shutil.rmtree(scratch, ignore_errors=True)
 
-    report = render(scenarios, machine_info(), args.runs, args.quick)
+    shown = ["python", "benchmarks/run.py", *(argv if argv is not None else sys.argv[1:])]
+    report = render(rows, skipped, floor, info, " ".join(_strip_paths(shown)), args.runs)
     if output == "-":
         sys.stdout.write(report)
     else:
         Path(output).write_text(report, encoding="utf-8")
         print(f"wrote {output}", file=sys.stderr)
     return 0
+
+
+def _strip_paths(argv: list[str]) -> list[str]:
+    """``argv`` without the values of ``--output`` and ``--cache-dir`` (machine paths)."""
+    out: list[str] = []
+    skip = False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a in ("--output", "--cache-dir"):
+            skip = True
+            continue
+        if a.startswith(("--output=", "--cache-dir=")):
+            continue
+        out.append(a)
+    return out
 
 
 if __name__ == "__main__":

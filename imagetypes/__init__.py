@@ -13,7 +13,7 @@ from .copy import (
     sync,
 )
 from .descriptor import BlobInfo, Descriptor
-from .digest import Digest, Readable, VerifyingReader, verify_stream
+from .digest import Digest, Readable, VerifyingReader, copy_to_fd, verify_stream
 from .errors import (
     ArchiveError,
     BlobNotFoundError,
@@ -149,6 +149,7 @@ __all__ = [
     "__version__",
     "convert_manifest",
     "copy_image",
+    "copy_to_fd",
     "get_transport",
     "list_transports",
     "manifest_digest",

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from imagetypes.descriptor import BlobInfo, Descriptor
-from imagetypes.digest import CHUNK_SIZE, Digest, Readable, verify_stream
+from imagetypes.digest import Digest, Readable, copy_to_fd, verify_stream
 from imagetypes.errors import (
     DigestMismatchError,
     ImageError,
@@ -169,11 +169,10 @@ class DirImageDestination(ImageDestination):
         reader = verify_stream(stream, info.digest, info.size)
         fd, tmp = create_temp_file(self._staging, ".blob-")
         try:
-            with os.fdopen(fd, "wb") as f:
-                while chunk := reader.read(CHUNK_SIZE):
-                    f.write(chunk)
-                f.flush()
-                os.fsync(f.fileno())
+            try:
+                copy_to_fd(reader, fd)
+            finally:
+                os.close(fd)
             digest = reader.digest
             os.replace(tmp, self._staging / blob_name(digest))
         except BaseException:

@@ -39,7 +39,7 @@ from imagetypes.compression import (
     decompressing_reader,
     detect_compression,
 )
-from imagetypes.digest import CHUNK_SIZE, Readable
+from imagetypes.digest import CHUNK_SIZE, WRITEBACK_INTERVAL, Readable, start_writeback
 from imagetypes.errors import ArchiveError, CompressionError, ImageError
 
 if TYPE_CHECKING:
@@ -456,6 +456,8 @@ class TarStreamWriter:
         except (OSError, ValueError):
             self._seekable, self._start = False, 0
         self._pos = self._start
+        # Where write-back was last started (see _write).
+        self._flushed = self._start
 
     def _open_path(self, path: Path, overwrite: bool) -> IO[bytes]:
         try:
@@ -519,6 +521,7 @@ class TarStreamWriter:
             self._out.seek(start)
             self._out.truncate(start)
             self._pos = start
+            self._flushed = min(self._flushed, start)
         except OSError:
             self._state = "broken"
 
@@ -534,6 +537,11 @@ class TarStreamWriter:
     def _write(self, data: bytes | memoryview) -> None:
         self._out.write(data)
         self._pos += len(data)
+        if self._temp is not None and self._pos - self._flushed >= WRITEBACK_INTERVAL:
+            # Our own file, fsync'ed at commit: have the kernel write it back as we go, so
+            # that the final fsync waits for little and dirty pages do not pile up.
+            start_writeback(self._out.fileno(), self._flushed, self._pos - self._flushed)
+            self._flushed = self._pos
 
     # -- members ---------------------------------------------------------------------------
     def add_bytes(self, name: str, data: bytes) -> None:

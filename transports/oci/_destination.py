@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from imagetypes import mediatypes as mt
 from imagetypes.descriptor import BlobInfo, Descriptor
-from imagetypes.digest import CHUNK_SIZE, Digest, Readable, VerifyingReader, verify_stream
+from imagetypes.digest import Digest, Readable, VerifyingReader, copy_to_fd, verify_stream
 from imagetypes.errors import (
     BlobNotFoundError,
     DigestMismatchError,
@@ -141,12 +141,12 @@ class OCIImageDestination(ImageDestination):
         staging = self._ensure_staging()
         fd, tmp = create_unique_file(staging, "tmp-")
         try:
-            with os.fdopen(fd, "wb") as f:
-                while chunk := reader.read(CHUNK_SIZE):
-                    f.write(chunk)
-                f.flush()
-                os.fchmod(f.fileno(), FILE_MODE)
-                os.fsync(f.fileno())
+            try:
+                copy_to_fd(reader, fd, sync=False)
+                os.fchmod(fd, FILE_MODE)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
             digest = reader.digest
             target_dir = staging / BLOBS_DIR / digest.algorithm
             target_dir.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
