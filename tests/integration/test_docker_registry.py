@@ -160,7 +160,7 @@ def test_large_blob_goes_in_chunks_small_one_in_one_put(registry: RunningRegistr
         assert got.digest == Digest.from_bytes(big)
         assert got.size == len(big)
         patches = [p for m, p in sent if m == "PATCH"]
-        assert len(patches) == 3  # 8 + 8 + 4 MiB
+        assert len(patches) == 10  # 20 MiB in 2 MiB chunks
         del sent[:]
         got_small = dest.put_blob(io.BytesIO(small), BlobInfo("", Digest.from_bytes(small), 10))
         assert got_small.size == 10

@@ -80,7 +80,7 @@ MAX_LIST_BODY = 4 * 1024 * 1024
 #: Blobs of known size below this are uploaded in one PUT; others in PATCH chunks.
 MONOLITHIC_UPLOAD_LIMIT = 8 * 1024 * 1024
 #: The size of each PATCH of a chunked upload (buffered, so that a failed one can be resent).
-UPLOAD_CHUNK_SIZE = 8 * 1024 * 1024
+UPLOAD_CHUNK_SIZE = 2 * 1024 * 1024
 
 _ACCEPT_MANIFESTS = ", ".join(mt.MANIFEST_TYPES)
 _OCTET = "application/octet-stream"
@@ -849,15 +849,19 @@ def _skip(chunks: Iterator[bytes], count: int) -> Iterator[bytes]:
 
 
 def _read_full(stream: VerifyingReader, size: int) -> bytes:
-    parts: list[bytes] = []
+    """Up to ``size`` bytes of ``stream`` (fewer only at its end), filled in place."""
+    buf = bytearray(size)
+    view = memoryview(buf)
     have = 0
     while have < size:
-        data = stream.read(min(CHUNK_SIZE, size - have))
-        if not data:
+        n = stream.readinto(view[have:])
+        if not n:
             break
-        parts.append(data)
-        have += len(data)
-    return b"".join(parts)
+        have += n
+    del view
+    if have < size:
+        del buf[have:]
+    return bytes(buf) if have else b""
 
 
 def _location(response: httpx.Response, what: str, default: httpx.URL | None = None) -> httpx.URL:
