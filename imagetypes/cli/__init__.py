@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
 import traceback
@@ -25,11 +26,12 @@ import attrs
 
 from .. import __version__
 from ..errors import ImageError
+from ..manifest._gojson import quote
 from ..platform import Platform
 from ..plugins import list_transports
 from ..retry import RetryPolicy
 from ..types import Credentials, TransportOptions
-from . import _copyflags, _gojson, _registry, _sync, _trust
+from . import _copyflags, _registry, _sync, _trust
 
 __all__ = ["main"]
 
@@ -147,7 +149,55 @@ def _write_stdout(data: bytes) -> None:
 
 
 def _print_json(obj: object) -> None:
-    _write_stdout((_gojson.dumps(obj) + "\n").encode("utf-8"))
+    _write_stdout((_marshal_indent(obj) + "\n").encode("utf-8"))
+
+
+def _marshal_indent(obj: object, indent: str = "    ") -> str:
+    """``obj`` as JSON, formatted like Go's ``json.MarshalIndent(obj, "", indent)``, so our
+    output matches skopeo's byte for byte. Objects keep their insertion order: callers sort the
+    keys of what Go holds as maps."""
+    parts: list[str] = []
+    _write_json(obj, parts, indent, 0)
+    return "".join(parts)
+
+
+def _write_json(obj: object, out: list[str], indent: str, level: int) -> None:
+    if obj is None:
+        out.append("null")
+    elif obj is True:
+        out.append("true")
+    elif obj is False:
+        out.append("false")
+    elif isinstance(obj, str):
+        out.append(quote(obj))
+    elif isinstance(obj, int):
+        out.append(str(obj))
+    elif isinstance(obj, float):
+        if not math.isfinite(obj):
+            raise ValueError(f"JSON cannot represent {obj!r}")
+        out.append(str(int(obj)) if obj.is_integer() and abs(obj) < 1e21 else repr(obj))
+    elif isinstance(obj, dict):
+        if not obj:
+            out.append("{}")
+            return
+        inner = "\n" + indent * (level + 1)
+        out.append("{")
+        for i, (key, value) in enumerate(obj.items()):
+            out.append(("," if i else "") + inner + quote(str(key)) + ": ")
+            _write_json(value, out, indent, level + 1)
+        out.append("\n" + indent * level + "}")
+    elif isinstance(obj, list | tuple):
+        if not obj:
+            out.append("[]")
+            return
+        inner = "\n" + indent * (level + 1)
+        out.append("[")
+        for i, value in enumerate(obj):
+            out.append(("," if i else "") + inner)
+            _write_json(value, out, indent, level + 1)
+        out.append("\n" + indent * level + "]")
+    else:
+        raise TypeError(f"cannot write {type(obj).__name__} as JSON")
 
 
 def _platform_arg(text: str) -> Platform:

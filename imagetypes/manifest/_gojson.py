@@ -21,7 +21,13 @@ _HTML = frozenset({"<", ">", "&", "\u2028", "\u2029"})
 
 
 def quote(text: str) -> str:
-    """A JSON string literal escaped as Go writes it (HTML characters as ``\\u003c`` ...)."""
+    """A JSON string literal escaped as Go writes it.
+
+    Unlike :func:`json.dumps`: ``<``, ``>``, ``&``, U+2028 and U+2029 are escaped as
+    ``\\u003c`` and so on; control characters other than ``\\n``, ``\\r`` and ``\\t`` are
+    written as ``\\u00XX`` (Go has no ``\\b`` or ``\\f``); other non-ASCII characters are
+    written as they are; lone surrogates become U+FFFD.
+    """
     out = ['"']
     for ch in text:
         short = _SHORT.get(ch)

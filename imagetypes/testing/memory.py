@@ -338,12 +338,22 @@ class MemorySource(ImageSource):
         return list(self._image.signatures.get(instance, ()))
 
 
+_SCHEMA1_TYPES = (mt.DOCKER_SCHEMA1_MANIFEST, mt.DOCKER_SCHEMA1_SIGNED_MANIFEST)
+
+
 def _referenced(manifest: bytes, media_type: str) -> tuple[list[Digest], list[Digest]]:
-    """(blob digests, instance digests) a manifest needs present, foreign layers excluded."""
+    """(blob digests, instance digests) a manifest needs present, foreign layers excluded.
+
+    Understands indexes, image manifests (OCI, Docker schema 2) and Docker schema 1, whose
+    layers are ``fsLayers[].blobSum`` (often repeated, so listed once each) with no config.
+    """
     try:
         obj = json.loads(manifest)
         if mt.is_index(media_type):
             return [], [Digest.parse(d["digest"]) for d in obj["manifests"]]
+        if mt.normalize(media_type) in _SCHEMA1_TYPES:
+            sums = dict.fromkeys(Digest.parse(layer["blobSum"]) for layer in obj["fsLayers"])
+            return list(sums), []
         blobs = [Digest.parse(obj["config"]["digest"])]
         blobs += [Digest.parse(d["digest"]) for d in obj["layers"] if not d.get("urls")]
         return blobs, []

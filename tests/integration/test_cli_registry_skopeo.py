@@ -4,25 +4,22 @@ prints skopeo's bytes, what we delete skopeo cannot find, what we push skopeo pu
 
 from __future__ import annotations
 
-import base64
 import json
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from authkit import isolate_auth_files, needs_wiring, skopeo
 from imagebuilder import make_image, make_multiarch, write_oci_layout
 from registry_fixtures import (
     REGISTRY_BIN,
     SKOPEO_BIN,
     RunningRegistry,
     TokenServer,
-    environ_without_proxies,
     start_registry,
     write_htpasswd,
 )
 
-from imagetypes import Credentials, TransportOptions
 from imagetypes.cli import main
 
 pytestmark = [
@@ -36,36 +33,10 @@ CREDS = f"{USER}:{PASSWORD}"
 TOKEN_CREDS = "dave:d4ve"
 
 
-def _auth_files_wired() -> bool:
-    """Whether the docker transport's clients read auth files (resolve_credentials -> ours)."""
-    import tempfile
-
-    from imagetypes_transports.docker._credentials import resolve_credentials
-
-    with tempfile.TemporaryDirectory() as d:
-        path = Path(d) / "auth.json"
-        auth = base64.b64encode(b"probe:secret").decode()
-        path.write_text(json.dumps({"auths": {"probe.invalid": {"auth": auth}}}))
-        found = resolve_credentials("probe.invalid", None, TransportOptions(authfile=str(path)))
-    return found == Credentials("probe", "secret")
-
-
-needs_wiring = pytest.mark.skipif(
-    not _auth_files_wired(),
-    reason="transports/docker/_credentials.py does not call _authfile.find_credentials yet",
-)
-
-
 # -- fixtures ------------------------------------------------------------------------------------
 @pytest.fixture(autouse=True)
 def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Keep every auth file lookup inside tmp_path."""
-    (tmp_path / "home").mkdir()
-    (tmp_path / "run").mkdir()
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
-    for name in ("XDG_CONFIG_HOME", "DOCKER_CONFIG", "REGISTRY_AUTH_FILE"):
-        monkeypatch.delenv(name, raising=False)
+    isolate_auth_files(tmp_path, monkeypatch)
 
 
 @pytest.fixture(scope="module")
@@ -109,21 +80,6 @@ def policy(tmp_path: Path) -> Path:
 
 
 # -- helpers -------------------------------------------------------------------------------------
-def skopeo(*args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
-    assert SKOPEO_BIN is not None
-    done = subprocess.run(
-        [SKOPEO_BIN, *args],
-        capture_output=True,
-        env=environ_without_proxies(),
-        timeout=120,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
-    if check:
-        assert done.returncode == 0, done.stderr.decode()
-    return done
-
-
 def skopeo_push(policy: Path, layout: Path, tag: str, dest: str, creds: str = CREDS) -> None:
     skopeo(
         "--policy",

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from imagetypes import mediatypes as mt
+from imagetypes.cli import _marshal_indent as dumps
 from imagetypes.cli import main
-from imagetypes.cli._gojson import dumps
 from imagetypes.digest import Digest
 from tests.imagebuilder import (
     BuiltImage,

@@ -20,8 +20,8 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-import attrs
 import pytest
+from gpgkit import Key, key_pair
 from imagebuilder import BuiltImage, make_image, write_oci_layout
 from imagetypes_transports.docker import (
     REGISTRIES_CONF_OPTION,
@@ -51,50 +51,10 @@ pytestmark = [
 needs_skopeo = pytest.mark.skipif(shutil.which("skopeo") is None, reason="skopeo is not installed")
 
 
-@attrs.frozen
-class Key:
-    home: Path
-    fingerprint: str
-    public: bytes
-
-
-def _gpg(home: Path, *args: str) -> bytes:
-    return subprocess.run(
-        ["gpg", "--homedir", str(home), "--batch", "--no-tty", *args],
-        capture_output=True,
-        check=True,
-        timeout=120,
-    ).stdout
-
-
-def _make_key(home: Path, name: str) -> Key:
-    home.mkdir(mode=0o700)
-    _gpg(
-        home,
-        "--pinentry-mode",
-        "loopback",
-        "--passphrase",
-        "",
-        "--quick-gen-key",
-        f"{name} <{name}@example.com>",
-        "ed25519",
-        "sign",
-        "never",
-    )
-    listing = _gpg(home, "--list-keys", "--with-colons").decode()
-    fingerprint = next(
-        line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr")
-    )
-    return Key(home, fingerprint, _gpg(home, "--export", fingerprint))
-
-
 @pytest.fixture(scope="module")
 def keys(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Key, Key]]:
-    root = tmp_path_factory.mktemp("gpg")
-    pair = (_make_key(root / "one", "one"), _make_key(root / "two", "two"))
-    yield pair
-    for key in pair:
-        subprocess.run(["gpgconf", "--homedir", str(key.home), "--kill", "all"], check=False)
+    with key_pair(tmp_path_factory.mktemp("gpg")) as pair:
+        yield pair
 
 
 def skopeo(*args: str, home: Path | None = None) -> subprocess.CompletedProcess[str]:

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from authkit import isolate_auth_files, needs_wiring, skopeo
 from imagebuilder import make_image, write_oci_layout
 from registry_fixtures import (
     REGISTRY_BIN,
@@ -39,39 +40,10 @@ TOKEN_USER, TOKEN_PASSWORD = "bob", "t0ken-pass"
 REFRESH_TOKEN = "refresh-token-for-bob"
 
 
-def _auth_files_wired() -> bool:
-    """Whether the docker transport's clients read auth files (resolve_credentials -> ours)."""
-    import tempfile
-
-    from imagetypes_transports.docker._credentials import resolve_credentials
-
-    with tempfile.TemporaryDirectory() as d:
-        path = Path(d) / "auth.json"
-        auth = base64.b64encode(b"probe:secret").decode()
-        path.write_text(json.dumps({"auths": {"probe.invalid": {"auth": auth}}}))
-        found = resolve_credentials("probe.invalid", None, TransportOptions(authfile=str(path)))
-    return found == Credentials("probe", "secret")
-
-
-needs_wiring = pytest.mark.skipif(
-    not _auth_files_wired(),
-    reason="transports/docker/_credentials.py does not call _authfile.find_credentials yet",
-)
-
-
 # -- fixtures ------------------------------------------------------------------------------------
 @pytest.fixture(autouse=True)
 def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Keep every auth file lookup (ours and skopeo's) inside tmp_path."""
-    home = tmp_path / "home"
-    run = tmp_path / "run"
-    home.mkdir()
-    run.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(run))
-    for name in ("XDG_CONFIG_HOME", "DOCKER_CONFIG", "REGISTRY_AUTH_FILE"):
-        monkeypatch.delenv(name, raising=False)
-    return home
+    return isolate_auth_files(tmp_path, monkeypatch)
 
 
 @pytest.fixture(scope="module")
@@ -116,23 +88,6 @@ def token_registry(
 
 
 # -- helpers -------------------------------------------------------------------------------------
-def skopeo(
-    *args: str, check: bool = True, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[bytes]:
-    assert SKOPEO_BIN is not None
-    done = subprocess.run(
-        [SKOPEO_BIN, *args],
-        capture_output=True,
-        env=env if env is not None else environ_without_proxies(),
-        timeout=120,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
-    if check:
-        assert done.returncode == 0, done.stderr.decode()
-    return done
-
-
 def seed(reg: RunningRegistry, creds_flag: str, name: str, seed_value: int) -> None:
     """Push an image with skopeo (independent of our push code)."""
     import tempfile

@@ -9,11 +9,12 @@ import pytest
 
 from imagetypes import __version__
 from imagetypes import mediatypes as mt
+from imagetypes.cli import _marshal_indent as dumps
 from imagetypes.cli import main
-from imagetypes.cli._gojson import dumps, quote
 from imagetypes.cli._progress import human_size
 from imagetypes.digest import Digest
 from imagetypes.image import open_image
+from imagetypes.manifest._gojson import quote
 from imagetypes.plugins import register_transport, reset_transports
 from imagetypes.types import ImageReference, Transport
 from tests.imagebuilder import BuiltImage, BuiltIndex, make_image, make_multiarch, write_oci_layout

@@ -8,13 +8,12 @@ import base64
 import json
 import shutil
 import stat
-import subprocess
 import tarfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import attrs
 import pytest
+from gpgkit import Key, gpg_keys
 from imagebuilder import BuiltImage, make_image
 
 from imagetypes.cli import _build_parser, _transport_options, main
@@ -28,55 +27,20 @@ ACCEPT = '{"default": [{"type": "insecureAcceptAnything"}]}'
 needs_gpg = pytest.mark.skipif(shutil.which("gpg") is None, reason="gpg is not installed")
 
 
-@attrs.frozen
-class Key:
-    home: Path
-    fingerprint: str
-    public: bytes
-
-
-def _gpg(home: Path, *args: str) -> bytes:
-    return subprocess.run(
-        ["gpg", "--homedir", str(home), "--batch", "--no-tty", *args],
-        capture_output=True,
-        check=True,
-    ).stdout
-
-
-def _make_key(home: Path, name: str, passphrase: str = "") -> Key:
-    home.mkdir(mode=0o700)
-    # No passphrase caching, so the passphrase file is what unlocks the key every time.
-    (home / "gpg-agent.conf").write_text("default-cache-ttl 0\nmax-cache-ttl 0\n")
-    _gpg(
-        home,
-        "--pinentry-mode",
-        "loopback",
-        "--passphrase",
-        passphrase,
-        "--quick-gen-key",
-        f"{name} <{name}@example.com>",
-        "ed25519",
-        "sign",
-        "never",
-    )
-    listing = _gpg(home, "--list-keys", "--with-colons").decode()
-    fingerprint = next(x.split(":")[9] for x in listing.splitlines() if x.startswith("fpr"))
-    return Key(home, fingerprint, _gpg(home, "--export", fingerprint))
-
-
 @pytest.fixture(scope="module")
 def keys(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Key, Key, Key]]:
     if shutil.which("gpg") is None:
         pytest.skip("gpg is not installed")
-    root = tmp_path_factory.mktemp("gpg")
-    made = (
-        _make_key(root / "one", "one"),
-        _make_key(root / "two", "two"),
-        _make_key(root / "locked", "locked", passphrase="open sesame"),
-    )
-    yield made
-    for key in made:
-        subprocess.run(["gpgconf", "--homedir", str(key.home), "--kill", "all"], check=False)
+    # No passphrase caching, so the passphrase file is what unlocks the key every time.
+    with gpg_keys(
+        tmp_path_factory.mktemp("gpg"),
+        "one",
+        "two",
+        "locked",
+        passphrases={"locked": "open sesame"},
+        cache_passphrase=False,
+    ) as (one, two, locked):
+        yield one, two, locked
 
 
 @pytest.fixture

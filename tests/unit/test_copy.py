@@ -1,4 +1,4 @@
-"""The copy engine, over the in-memory transport (tests/memtransport.py)."""
+"""The copy engine, over the in-memory transport (imagetypes.testing.memory)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ if _TESTS not in sys.path:
     sys.path.insert(0, _TESTS)
 
 from imagebuilder import BuiltImage, make_image, make_index, make_multiarch  # noqa: E402
-from memtransport import MemoryStore, MemoryTransport  # noqa: E402
 
 from imagetypes import (  # noqa: E402
     BlobNotFoundError,
@@ -47,6 +46,7 @@ from imagetypes.copy import (  # noqa: E402
 from imagetypes.digest import Digest  # noqa: E402
 from imagetypes.manifest import parse_manifest  # noqa: E402
 from imagetypes.plugins import reset_transports  # noqa: E402
+from imagetypes.testing.memory import MemoryStore, MemoryTransport  # noqa: E402
 
 DOCKER_ONLY = (mt.DOCKER_MANIFEST, mt.DOCKER_MANIFEST_LIST)
 OCI_ONLY = (mt.OCI_MANIFEST, mt.OCI_INDEX)
@@ -79,7 +79,7 @@ def test_single_image_keeps_bytes_and_digest(store: MemoryStore) -> None:
     img = make_image(1, (1000, 3000, 500))
     store.add_built("src", img)
 
-    result = copy_image("mem:src", "mem:dst")
+    result = copy_image("memory:src", "memory:dst")
 
     dst = store.get("dst")
     assert dst is not None
@@ -102,7 +102,7 @@ def test_single_image_keeps_bytes_and_digest(store: MemoryStore) -> None:
 def test_references_may_be_objects(store: MemoryStore) -> None:
     img = make_image(2)
     store.add_built("src", img)
-    result = copy_image(parse_reference("mem:src"), parse_reference("mem:other"))
+    result = copy_image(parse_reference("memory:src"), parse_reference("memory:other"))
     assert result.manifest_digest == img.digest
     assert store.get("other") is not None
 
@@ -110,7 +110,7 @@ def test_references_may_be_objects(store: MemoryStore) -> None:
 def test_docker_image_stays_docker(store: MemoryStore) -> None:
     img = make_image(3, docker=True)
     store.add_built("src", img)
-    result = copy_image("mem:src", "mem:dst")
+    result = copy_image("memory:src", "memory:dst")
     dst = store.get("dst")
     assert dst is not None
     assert dst.manifest == img.manifest
@@ -125,7 +125,7 @@ def test_index_system_copies_the_matching_image_alone(store: MemoryStore) -> Non
     store.add_built("src", index)
     arm64 = index.images[1]
 
-    result = copy_image("mem:src", "mem:dst", with_options(source_options=on("linux/arm64")))
+    result = copy_image("memory:src", "memory:dst", with_options(source_options=on("linux/arm64")))
 
     dst = store.get("dst")
     assert dst is not None
@@ -146,7 +146,7 @@ def test_index_system_defaults_to_this_machine(store: MemoryStore) -> None:
         make_image(11, os=here.os, architecture=here.architecture, variant=here.variant),
     ]
     store.add_built("src", make_index(images))
-    result = copy_image("mem:src", "mem:dst")
+    result = copy_image("memory:src", "memory:dst")
     assert result.manifest_digest == images[1].digest
 
 
@@ -154,7 +154,7 @@ def test_index_all(store: MemoryStore) -> None:
     index = make_multiarch(2)
     store.add_built("src", index)
 
-    result = copy_image("mem:src", "mem:dst", with_options(instances="all"))
+    result = copy_image("memory:src", "memory:dst", with_options(instances="all"))
 
     dst = store.get("dst")
     assert dst is not None
@@ -170,7 +170,7 @@ def test_index_all(store: MemoryStore) -> None:
 def test_index_all_docker_list(store: MemoryStore) -> None:
     index = make_multiarch(3, docker=True)
     store.add_built("src", index)
-    result = copy_image("mem:src", "mem:dst", with_options(instances="all"))
+    result = copy_image("memory:src", "memory:dst", with_options(instances="all"))
     dst = store.get("dst")
     assert dst is not None
     assert dst.manifest == index.manifest
@@ -184,7 +184,7 @@ def test_index_subset_lists_only_the_chosen_instances(store: MemoryStore) -> Non
 
     # Asked in another order than the index's: the index order is kept.
     options = with_options(instances=["linux/arm64", Platform.parse("linux/amd64")])
-    result = copy_image("mem:src", "mem:dst", options)
+    result = copy_image("memory:src", "memory:dst", options)
 
     dst = store.get("dst")
     assert dst is not None
@@ -203,21 +203,21 @@ def test_index_subset_of_everything_keeps_the_index(store: MemoryStore) -> None:
     index = make_multiarch(5)
     store.add_built("src", index)
     options = with_options(instances=["linux/amd64", "linux/arm64", "linux/arm/v7"])
-    result = copy_image("mem:src", "mem:dst", options)
+    result = copy_image("memory:src", "memory:dst", options)
     assert result.manifest == index.manifest
 
 
 def test_single_image_ignores_instance_selection(store: MemoryStore) -> None:
     img = make_image(6)
     store.add_built("src", img)
-    result = copy_image("mem:src", "mem:dst", with_options(instances=["linux/s390x"]))
+    result = copy_image("memory:src", "memory:dst", with_options(instances=["linux/s390x"]))
     assert result.manifest == img.manifest
 
 
 def test_platform_mismatch_lists_available_platforms(store: MemoryStore) -> None:
     store.add_built("src", make_multiarch(7))
     with pytest.raises(PlatformMismatchError) as info:
-        copy_image("mem:src", "mem:dst", with_options(source_options=on("windows/amd64")))
+        copy_image("memory:src", "memory:dst", with_options(source_options=on("windows/amd64")))
     message = str(info.value)
     assert "windows/amd64" in message
     for plat in ("linux/amd64", "linux/arm64/v8", "linux/arm/v7"):
@@ -228,7 +228,9 @@ def test_platform_mismatch_lists_available_platforms(store: MemoryStore) -> None
 def test_platform_mismatch_in_subset(store: MemoryStore) -> None:
     store.add_built("src", make_multiarch(8))
     with pytest.raises(PlatformMismatchError, match="linux/ppc64le"):
-        copy_image("mem:src", "mem:dst", with_options(instances=["linux/amd64", "linux/ppc64le"]))
+        copy_image(
+            "memory:src", "memory:dst", with_options(instances=["linux/amd64", "linux/ppc64le"])
+        )
     assert store.get("dst") is None
     assert store.stats("dst").puts == 0
 
@@ -242,7 +244,7 @@ def test_converts_to_docker_when_the_destination_wants_it(store: MemoryStore) ->
     store.configure("dst", manifest_types=DOCKER_ONLY)
     events = EventCollector()
 
-    result = copy_image("mem:src", "mem:dst", with_options(progress=events))
+    result = copy_image("memory:src", "memory:dst", with_options(progress=events))
 
     dst = store.get("dst")
     assert dst is not None
@@ -271,7 +273,7 @@ def test_converts_to_oci_when_the_destination_wants_it(store: MemoryStore) -> No
     store.add_built("src", img)
     store.configure("dst", manifest_types=OCI_ONLY)
     events = EventCollector()
-    result = copy_image("mem:src", "mem:dst", with_options(progress=events))
+    result = copy_image("memory:src", "memory:dst", with_options(progress=events))
     assert result.media_type == mt.OCI_MANIFEST
     written = parse_manifest(result.manifest)
     assert written.config.media_type == mt.OCI_CONFIG  # type: ignore[attr-defined]
@@ -284,7 +286,7 @@ def test_index_all_converted_with_its_instances(store: MemoryStore) -> None:
     store.configure("dst", manifest_types=DOCKER_ONLY)
     events = EventCollector()
 
-    result = copy_image("mem:src", "mem:dst", with_options(instances="all", progress=events))
+    result = copy_image("memory:src", "memory:dst", with_options(instances="all", progress=events))
 
     assert result.media_type == mt.DOCKER_MANIFEST_LIST
     listed = parse_manifest(result.manifest)
@@ -310,7 +312,7 @@ def test_format_forces_conversion(store: MemoryStore) -> None:
     img = make_image(23)
     store.add_built("src", img)
     events = EventCollector()
-    result = copy_image("mem:src", "mem:dst", with_options(format="v2s2", progress=events))
+    result = copy_image("memory:src", "memory:dst", with_options(format="v2s2", progress=events))
     assert result.media_type == mt.DOCKER_MANIFEST
     assert result.converted
     (event,) = events.of_type(ManifestConverted)
@@ -320,7 +322,7 @@ def test_format_forces_conversion(store: MemoryStore) -> None:
 def test_format_matching_the_source_changes_nothing(store: MemoryStore) -> None:
     img = make_image(24)
     store.add_built("src", img)
-    result = copy_image("mem:src", "mem:dst", with_options(format="oci"))
+    result = copy_image("memory:src", "memory:dst", with_options(format="oci"))
     assert result.manifest == img.manifest
     assert not result.converted
 
@@ -329,7 +331,7 @@ def test_forced_format_the_destination_refuses_fails_before_any_blob(store: Memo
     store.add_built("src", make_image(25))
     store.configure("dst", manifest_types=OCI_ONLY)
     with pytest.raises(UnsupportedManifestTypeError, match="does not accept"):
-        copy_image("mem:src", "mem:dst", with_options(format="v2s2"))
+        copy_image("memory:src", "memory:dst", with_options(format="v2s2"))
     assert store.stats("dst").puts == 0
     assert store.get("dst") is None
 
@@ -338,7 +340,7 @@ def test_index_subset_converted(store: MemoryStore) -> None:
     index = make_multiarch(26)
     store.add_built("src", index)
     store.configure("dst", manifest_types=DOCKER_ONLY)
-    result = copy_image("mem:src", "mem:dst", with_options(instances=["linux/arm64"]))
+    result = copy_image("memory:src", "memory:dst", with_options(instances=["linux/arm64"]))
     listed = parse_manifest(result.manifest)
     assert listed.media_type == mt.DOCKER_MANIFEST_LIST
     (entry,) = listed.manifests  # type: ignore[attr-defined]
@@ -354,10 +356,10 @@ def test_destination_without_index_types_refuses_all(store: MemoryStore) -> None
     store.add_built("src", make_multiarch(27))
     store.configure("dst", manifest_types=(mt.OCI_MANIFEST,))
     with pytest.raises(UnsupportedManifestTypeError, match="accepts none of"):
-        copy_image("mem:src", "mem:dst", with_options(instances="all"))
+        copy_image("memory:src", "memory:dst", with_options(instances="all"))
     assert store.stats("dst").puts == 0
     # One image out of it is fine.
-    result = copy_image("mem:src", "mem:dst", with_options(source_options=on("linux/arm/v7")))
+    result = copy_image("memory:src", "memory:dst", with_options(source_options=on("linux/arm/v7")))
     assert result.media_type == mt.OCI_MANIFEST
 
 
@@ -373,7 +375,7 @@ def test_blob_present_at_destination_is_reused_not_read(store: MemoryStore) -> N
     store.add_blob("dst", img.blobs[layer])
     events = EventCollector()
 
-    result = copy_image("mem:src", "mem:dst", with_options(progress=events))
+    result = copy_image("memory:src", "memory:dst", with_options(progress=events))
 
     assert store.stats("src").blob_reads[layer] == 0
     assert result.blobs_reused == 1
@@ -390,7 +392,7 @@ def test_shared_blobs_are_copied_once(store: MemoryStore) -> None:
     index = make_multiarch(32)
     store.add_built("src", index)
     store.add_built("dst0", index.images[0])
-    result = copy_image("mem:src", "mem:dst", with_options(instances="all"))
+    result = copy_image("memory:src", "memory:dst", with_options(instances="all"))
     assert result.blobs_copied == len(set().union(*(blob_digests(i) for i in index.images)))
     assert all(n == 1 for n in store.stats("src").blob_reads.values())
 
@@ -403,7 +405,7 @@ def test_corrupt_source_blob_fails_and_leaves_no_image(store: MemoryStore) -> No
     before = store.snapshot()
 
     with pytest.raises(DigestMismatchError) as info:
-        copy_image("mem:src", "mem:dst")
+        copy_image("memory:src", "memory:dst")
 
     assert info.value.expected == bad
     assert store.snapshot() == before
@@ -417,7 +419,7 @@ def test_corrupt_source_blob_leaves_an_existing_image_unchanged(store: MemorySto
     store.corrupt_blob("src", img.config_digest)
     before = store.snapshot()
     with pytest.raises(DigestMismatchError):
-        copy_image("mem:src", "mem:dst", with_options(concurrency=1))
+        copy_image("memory:src", "memory:dst", with_options(concurrency=1))
     assert store.snapshot() == before
     assert store.stats("dst").commits == 0
 
@@ -429,7 +431,7 @@ def test_first_failure_cancels_the_remaining_transfers(store: MemoryStore) -> No
     store.corrupt_blob("src", Digest.parse(layer0))
     store.configure("dst", put_blob_delay=0.05)
     with pytest.raises(DigestMismatchError):
-        copy_image("mem:src", "mem:dst", with_options(concurrency=2))
+        copy_image("memory:src", "memory:dst", with_options(concurrency=2))
     assert store.stats("dst").puts < 6  # of 13 blobs
 
 
@@ -437,7 +439,7 @@ def test_os_errors_become_copy_errors(store: MemoryStore) -> None:
     store.add_built("src", make_image(37))
     store.configure("src", blob_read_error=OSError(5, "Input/output error"))
     with pytest.raises(CopyError, match="Input/output error") as info:
-        copy_image("mem:src", "mem:dst")
+        copy_image("memory:src", "memory:dst")
     assert isinstance(info.value.__cause__, OSError)
     assert store.get("dst") is None
 
@@ -445,14 +447,14 @@ def test_os_errors_become_copy_errors(store: MemoryStore) -> None:
 def test_blobs_are_copied_in_parallel_when_allowed(store: MemoryStore) -> None:
     store.add_built("src", make_image(40, (100,) * 7))
     store.configure("dst", put_blob_delay=0.05)
-    copy_image("mem:src", "mem:dst", with_options(concurrency=4))
+    copy_image("memory:src", "memory:dst", with_options(concurrency=4))
     assert 2 <= store.stats("dst").max_in_flight <= 4
 
 
 def test_blobs_are_copied_serially_when_the_destination_says_so(store: MemoryStore) -> None:
     store.add_built("src", make_image(41, (100,) * 7))
     store.configure("dst", put_blob_delay=0.02, concurrent_blob_writes=False)
-    result = copy_image("mem:src", "mem:dst", with_options(concurrency=4))
+    result = copy_image("memory:src", "memory:dst", with_options(concurrency=4))
     assert store.stats("dst").max_in_flight == 1
     assert result.blobs_copied == 8
 
@@ -461,7 +463,7 @@ def test_blobs_are_copied_serially_when_the_source_says_so(store: MemoryStore) -
     store.add_built("src", make_image(42, (100,) * 7))
     store.configure("src", concurrent_blob_reads=False)
     store.configure("dst", put_blob_delay=0.02)
-    copy_image("mem:src", "mem:dst", with_options(concurrency=4))
+    copy_image("memory:src", "memory:dst", with_options(concurrency=4))
     assert store.stats("dst").max_in_flight == 1
 
 
@@ -485,7 +487,7 @@ def test_foreign_layers_are_left_where_they_are(store: MemoryStore) -> None:
     store.add_image("src", manifest, mt.OCI_MANIFEST, blobs)
     store.configure("dst", accepts_foreign_layers=True)
     events = EventCollector()
-    result = copy_image("mem:src", "mem:dst", with_options(progress=events))
+    result = copy_image("memory:src", "memory:dst", with_options(progress=events))
     assert result.manifest == manifest
     assert (result.blobs_copied, result.blobs_reused) == (2, 1)
     skipped = events.of_type(BlobSkipped)
@@ -496,7 +498,7 @@ def test_missing_blob_error_propagates_unchanged(store: MemoryStore) -> None:
     manifest, blobs, _ = _foreign_image()
     store.add_image("src", manifest, mt.OCI_MANIFEST, blobs)
     with pytest.raises(BlobNotFoundError):
-        copy_image("mem:src", "mem:dst")
+        copy_image("memory:src", "memory:dst")
     assert store.get("dst") is None
 
 
@@ -505,9 +507,11 @@ def test_layer_compression_follows_the_destination(store: MemoryStore) -> None:
     img = make_image(44)
     store.add_built("src", img)
     store.configure("gz", layer_compression=LayerCompression.COMPRESS)
-    assert copy_image("mem:src", "mem:gz").blobs_copied == 3  # already compressed: nothing to do
+    assert (
+        copy_image("memory:src", "memory:gz").blobs_copied == 3
+    )  # already compressed: nothing to do
     store.configure("plain", layer_compression=LayerCompression.DECOMPRESS)
-    result = copy_image("mem:src", "mem:plain")
+    result = copy_image("memory:src", "memory:plain")
     assert result.layers_recompressed == 2
     assert result.manifest_digest != img.digest
 
@@ -521,10 +525,10 @@ def test_progress_events_order_and_totals(store: MemoryStore) -> None:
     store.add_built("src", img)
     events = EventCollector()
 
-    result = copy_image("mem:src", "mem:dst", with_options(progress=events, concurrency=2))
+    result = copy_image("memory:src", "memory:dst", with_options(progress=events, concurrency=2))
 
     evs = events.events
-    assert evs[0] == CopyStarted("mem:src", "mem:dst")
+    assert evs[0] == CopyStarted("memory:src", "memory:dst")
     assert isinstance(evs[-1], CopyDone)
     assert evs[-1].result == result
     done = [e for e in evs if isinstance(e, BlobDone)]
@@ -563,7 +567,7 @@ def test_index_progress_reports_instances_then_the_index(store: MemoryStore) -> 
     index = make_multiarch(51)
     store.add_built("src", index)
     events = EventCollector()
-    copy_image("mem:src", "mem:dst", with_options(instances="all", progress=events))
+    copy_image("memory:src", "memory:dst", with_options(instances="all", progress=events))
     written = events.of_type(ManifestWritten)
     assert [(e.digest, e.instance) for e in written] == [  # type: ignore[attr-defined]
         *((img.digest, True) for img in index.images),
@@ -579,7 +583,7 @@ def test_failing_progress_callback_aborts(store: MemoryStore) -> None:
             raise RuntimeError("renderer broke")
 
     with pytest.raises(CopyError, match="renderer broke"):
-        copy_image("mem:src", "mem:dst", with_options(progress=explode))
+        copy_image("memory:src", "memory:dst", with_options(progress=explode))
     assert store.get("dst") is None
 
 
@@ -589,7 +593,7 @@ def test_failing_progress_callback_aborts(store: MemoryStore) -> None:
 def test_signatures_are_copied(store: MemoryStore) -> None:
     img = make_image(60)
     store.add_built("src", img, signatures={None: [b"sig-1", b"sig-2"]})
-    copy_image("mem:src", "mem:dst")
+    copy_image("memory:src", "memory:dst")
     dst = store.get("dst")
     assert dst is not None
     assert dst.signatures[None] == (b"sig-1", b"sig-2")
@@ -599,7 +603,7 @@ def test_signatures_of_the_chosen_instance_are_copied(store: MemoryStore) -> Non
     index = make_multiarch(61)
     arm64 = index.images[1]
     store.add_built("src", index, signatures={arm64.digest: [b"arm64-sig"], None: [b"top"]})
-    copy_image("mem:src", "mem:dst", with_options(source_options=on("linux/arm64")))
+    copy_image("memory:src", "memory:dst", with_options(source_options=on("linux/arm64")))
     dst = store.get("dst")
     assert dst is not None
     assert dict(dst.signatures) == {None: (b"arm64-sig",)}
@@ -609,9 +613,9 @@ def test_signatures_the_destination_cannot_store(store: MemoryStore) -> None:
     store.add_built("src", make_image(62), signatures={None: [b"sig"]})
     store.configure("dst", supports_signatures=False)
     with pytest.raises(UnsupportedError, match="remove_signatures"):
-        copy_image("mem:src", "mem:dst")
+        copy_image("memory:src", "memory:dst")
     assert store.stats("dst").puts == 0
-    result = copy_image("mem:src", "mem:dst", with_options(remove_signatures=True))
+    result = copy_image("memory:src", "memory:dst", with_options(remove_signatures=True))
     dst = store.get("dst")
     assert dst is not None
     assert not dst.signatures
@@ -621,16 +625,18 @@ def test_signatures_the_destination_cannot_store(store: MemoryStore) -> None:
 def test_conversion_would_invalidate_signatures(store: MemoryStore) -> None:
     store.add_built("src", make_image(63), signatures={None: [b"sig"]})
     with pytest.raises(UnsupportedError, match="invalidate"):
-        copy_image("mem:src", "mem:dst", with_options(format="v2s2"))
-    result = copy_image("mem:src", "mem:dst", with_options(format="v2s2", remove_signatures=True))
+        copy_image("memory:src", "memory:dst", with_options(format="v2s2"))
+    result = copy_image(
+        "memory:src", "memory:dst", with_options(format="v2s2", remove_signatures=True)
+    )
     assert result.converted
 
 
 def test_subset_would_invalidate_index_signatures(store: MemoryStore) -> None:
     store.add_built("src", make_multiarch(64), signatures={None: [b"index-sig"]})
     with pytest.raises(UnsupportedError, match="invalidate"):
-        copy_image("mem:src", "mem:dst", with_options(instances=["linux/amd64"]))
-    result = copy_image("mem:src", "mem:dst", with_options(instances="all"))
+        copy_image("memory:src", "memory:dst", with_options(instances=["linux/amd64"]))
+    result = copy_image("memory:src", "memory:dst", with_options(instances="all"))
     dst = store.get("dst")
     assert dst is not None
     assert dst.signatures[None] == (b"index-sig",)

@@ -17,7 +17,6 @@ if _TESTS not in sys.path:
     sys.path.insert(0, _TESTS)
 
 from imagebuilder import BuiltImage, make_image, make_layer  # noqa: E402
-from memtransport import MemoryStore, MemoryTransport  # noqa: E402
 
 from imagetypes import mediatypes as mt  # noqa: E402
 from imagetypes import register_transport  # noqa: E402
@@ -30,6 +29,7 @@ from imagetypes.copy import (  # noqa: E402
 )
 from imagetypes.digest import Digest  # noqa: E402
 from imagetypes.plugins import reset_transports  # noqa: E402
+from imagetypes.testing.memory import MemoryStore, MemoryTransport  # noqa: E402
 
 D1 = Digest.from_bytes(b"one")
 D2 = Digest.from_bytes(b"two")
@@ -109,7 +109,7 @@ def test_a_broken_cache_file_only_warns(
     broken.write_bytes(b"this is not a database" * 100)
     store.add_built("src", make_image(1))
     with caplog.at_level(logging.WARNING, logger="imagetypes.copy"):
-        result = copy_image("mem:src", "mem:dst", CopyOptions(blob_info_cache=str(broken)))
+        result = copy_image("memory:src", "memory:dst", CopyOptions(blob_info_cache=str(broken)))
     assert result.blobs_copied == 3
     assert any("blob-info cache" in r.getMessage() for r in caplog.records)
 
@@ -129,15 +129,17 @@ def test_cache_spares_compressing_a_layer_again(tmp_path: Path, store: MemorySto
     cache = tmp_path / "c.sqlite"
     img = _plain(2)
     store.add_built("src", img)
-    first = copy_image("mem:src", "mem:gz", CopyOptions(dest_compress=True, blob_info_cache=cache))
+    first = copy_image(
+        "memory:src", "memory:gz", CopyOptions(dest_compress=True, blob_info_cache=cache)
+    )
     assert first.layers_recompressed == 2
     puts = store.stats("gz").puts
     # Another copy of the same content: the cache knows the compressed layers, the destination
     # has them, so nothing is compressed or written again.
     store.add_built("src2", img)
     again = copy_image(
-        "mem:src2",
-        "mem:gz",
+        "memory:src2",
+        "memory:gz",
         CopyOptions(dest_compress=True, blob_info_cache=cache, skip_identical=False),
     )
     assert again.layers_recompressed == 0
@@ -145,7 +147,9 @@ def test_cache_spares_compressing_a_layer_again(tmp_path: Path, store: MemorySto
     assert store.stats("gz").puts == puts
     assert again.manifest_digest == first.manifest_digest
     # Without the cache the layers are compressed again (same bytes: same digests).
-    third = copy_image("mem:src2", "mem:gz", CopyOptions(dest_compress=True, skip_identical=False))
+    third = copy_image(
+        "memory:src2", "memory:gz", CopyOptions(dest_compress=True, skip_identical=False)
+    )
     assert third.layers_recompressed == 2
 
 

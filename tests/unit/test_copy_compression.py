@@ -23,7 +23,6 @@ if _TESTS not in sys.path:
     sys.path.insert(0, _TESTS)
 
 from imagebuilder import BuiltImage, make_image, make_layer, make_multiarch  # noqa: E402
-from memtransport import MemoryStore, MemoryTransport  # noqa: E402
 
 from imagetypes import (  # noqa: E402
     DigestMismatchError,
@@ -44,6 +43,7 @@ from imagetypes.copy import (  # noqa: E402
 )
 from imagetypes.digest import Digest  # noqa: E402
 from imagetypes.plugins import reset_transports  # noqa: E402
+from imagetypes.testing.memory import MemoryStore, MemoryTransport  # noqa: E402
 
 needs_zstd = pytest.mark.skipif(not zstd_available(), reason="no zstd module installed")
 
@@ -122,7 +122,7 @@ def test_destination_asking_for_decompression_gets_plain_tars(store: MemoryStore
     img = make_image(1, (4000, 120_000))
     store.add_built("src", img)
     store.configure("plain", layer_compression=LayerCompression.DECOMPRESS)
-    result = copy_image("mem:src", "mem:plain")
+    result = copy_image("memory:src", "memory:plain")
     layers = check_layers(store, "plain", img, mt.OCI_LAYER)
     assert [layer["digest"] for layer in layers] == diff_ids(img)
     assert result.layers_recompressed == 2
@@ -132,7 +132,7 @@ def test_destination_asking_for_decompression_gets_plain_tars(store: MemoryStore
 def test_dest_decompress_option_keeps_docker_types(store: MemoryStore) -> None:
     img = make_image(2, docker=True)
     store.add_built("src", img)
-    result = copy_image("mem:src", "mem:plain", CopyOptions(dest_decompress=True))
+    result = copy_image("memory:src", "memory:plain", CopyOptions(dest_decompress=True))
     check_layers(store, "plain", img, mt.DOCKER_UNCOMPRESSED_LAYER)
     assert result.media_type == mt.DOCKER_MANIFEST
 
@@ -141,7 +141,7 @@ def test_destination_asking_for_compression_compresses_plain_tars(store: MemoryS
     img = uncompressed_image(3)
     store.add_built("src", img)
     store.configure("gz", layer_compression=LayerCompression.COMPRESS)
-    result = copy_image("mem:src", "mem:gz")
+    result = copy_image("memory:src", "memory:gz")
     check_layers(store, "gz", img, mt.OCI_LAYER_GZIP)
     assert result.layers_recompressed == 2
 
@@ -149,8 +149,8 @@ def test_destination_asking_for_compression_compresses_plain_tars(store: MemoryS
 def test_compression_level_is_honoured(store: MemoryStore) -> None:
     img = uncompressed_image(4)
     store.add_built("src", img)
-    copy_image("mem:src", "mem:fast", CopyOptions(dest_compress=True, dest_compress_level=1))
-    copy_image("mem:src", "mem:best", CopyOptions(dest_compress=True, dest_compress_level=9))
+    copy_image("memory:src", "memory:fast", CopyOptions(dest_compress=True, dest_compress_level=1))
+    copy_image("memory:src", "memory:best", CopyOptions(dest_compress=True, dest_compress_level=9))
     fast = check_layers(store, "fast", img, mt.OCI_LAYER_GZIP)
     best = check_layers(store, "best", img, mt.OCI_LAYER_GZIP)
     assert fast[1]["digest"] != best[1]["digest"]
@@ -159,7 +159,7 @@ def test_compression_level_is_honoured(store: MemoryStore) -> None:
 def test_preserve_destination_leaves_layers_alone(store: MemoryStore) -> None:
     img = uncompressed_image(5)
     store.add_built("src", img)
-    result = copy_image("mem:src", "mem:same")
+    result = copy_image("memory:src", "memory:same")
     _manifest, _ = written(store, "same")
     assert result.manifest_digest == img.digest
     assert result.layers_recompressed == 0
@@ -171,11 +171,11 @@ def test_gzip_zstd_gzip_keeps_diff_ids(store: MemoryStore) -> None:
     store.add_built("src", img)
     events = EventCollector()
     to_zstd = copy_image(
-        "mem:src", "mem:zstd", CopyOptions(dest_compress_format="zstd", progress=events)
+        "memory:src", "memory:zstd", CopyOptions(dest_compress_format="zstd", progress=events)
     )
     check_layers(store, "zstd", img, mt.OCI_LAYER_ZSTD)
     assert to_zstd.layers_recompressed == 2
-    back = copy_image("mem:zstd", "mem:gzip", CopyOptions(dest_compress_format="gzip"))
+    back = copy_image("memory:zstd", "memory:gzip", CopyOptions(dest_compress_format="gzip"))
     check_layers(store, "gzip", img, mt.OCI_LAYER_GZIP)
     assert back.layers_recompressed == 2
     # Events: recompression is announced, counted in source bytes, and reported.
@@ -196,11 +196,11 @@ def test_gzip_zstd_gzip_keeps_diff_ids(store: MemoryStore) -> None:
 def test_zstd_cannot_go_into_a_docker_manifest(store: MemoryStore) -> None:
     store.add_built("src", make_image(7, docker=True))
     with pytest.raises(UnsupportedConversionError, match="zstd"):
-        copy_image("mem:src", "mem:dst", CopyOptions(dest_compress_format="zstd"))
+        copy_image("memory:src", "memory:dst", CopyOptions(dest_compress_format="zstd"))
     assert store.stats("dst").puts == 0
     # As OCI it works, Docker's gzip layers becoming zstd OCI layers.
     img = make_image(7, docker=True)
-    copy_image("mem:src", "mem:oci", CopyOptions(dest_compress_format="zstd", format="oci"))
+    copy_image("memory:src", "memory:oci", CopyOptions(dest_compress_format="zstd", format="oci"))
     check_layers(store, "oci", img, mt.OCI_LAYER_ZSTD)
 
 
@@ -208,11 +208,11 @@ def test_zstd_cannot_go_into_a_docker_manifest(store: MemoryStore) -> None:
 def test_zstd_oci_to_docker_recompressed_to_gzip(store: MemoryStore) -> None:
     img = make_image(8)
     store.add_built("src", img)
-    copy_image("mem:src", "mem:zstd", CopyOptions(dest_compress_format="zstd"))
+    copy_image("memory:src", "memory:zstd", CopyOptions(dest_compress_format="zstd"))
     with pytest.raises(UnsupportedConversionError, match="zstd"):
-        copy_image("mem:zstd", "mem:docker", CopyOptions(format="v2s2"))
+        copy_image("memory:zstd", "memory:docker", CopyOptions(format="v2s2"))
     result = copy_image(
-        "mem:zstd", "mem:docker", CopyOptions(format="v2s2", dest_compress_format="gzip")
+        "memory:zstd", "memory:docker", CopyOptions(format="v2s2", dest_compress_format="gzip")
     )
     assert result.media_type == mt.DOCKER_MANIFEST
     check_layers(store, "docker", img, mt.DOCKER_LAYER)
@@ -222,14 +222,16 @@ def test_layers_are_recompressed_in_parallel(store: MemoryStore) -> None:
     img = uncompressed_image(9)
     store.add_built("src", img)
     store.configure("gz", put_blob_delay=0.2)
-    copy_image("mem:src", "mem:gz", CopyOptions(dest_compress=True, concurrency=4))
+    copy_image("memory:src", "memory:gz", CopyOptions(dest_compress=True, concurrency=4))
     assert store.stats("gz").max_in_flight >= 2
 
 
 def test_index_instances_are_recompressed(store: MemoryStore) -> None:
     index = make_multiarch(10)
     store.add_built("src", index)
-    result = copy_image("mem:src", "mem:plain", CopyOptions(instances="all", dest_decompress=True))
+    result = copy_image(
+        "memory:src", "memory:plain", CopyOptions(instances="all", dest_decompress=True)
+    )
     image = store.get("plain")
     assert image is not None
     top = json.loads(image.manifest)
@@ -258,7 +260,7 @@ def _with_wrong_diff_id(img: BuiltImage) -> BuiltImage:
 def test_decompressed_layer_must_match_its_diff_id(store: MemoryStore) -> None:
     store.add_built("src", _with_wrong_diff_id(make_image(11)))
     with pytest.raises(DigestMismatchError, match="diff ID") as info:
-        copy_image("mem:src", "mem:plain", CopyOptions(dest_decompress=True))
+        copy_image("memory:src", "memory:plain", CopyOptions(dest_decompress=True))
     assert info.value.expected == Digest.parse("sha256:" + "0" * 64)
     assert store.get("plain") is None
 
@@ -267,7 +269,7 @@ def test_decompressed_layer_must_match_its_diff_id(store: MemoryStore) -> None:
 def test_recompressed_layer_must_match_its_diff_id(store: MemoryStore) -> None:
     store.add_built("src", _with_wrong_diff_id(make_image(12)))
     with pytest.raises(DigestMismatchError, match="diff ID"):
-        copy_image("mem:src", "mem:zstd", CopyOptions(dest_compress_format="zstd"))
+        copy_image("memory:src", "memory:zstd", CopyOptions(dest_compress_format="zstd"))
     assert store.get("zstd") is None
 
 
@@ -279,7 +281,7 @@ def test_corrupt_compressed_layer_is_detected(store: MemoryStore) -> None:
     from imagetypes import ImageError
 
     with pytest.raises(ImageError):
-        copy_image("mem:src", "mem:plain", CopyOptions(dest_decompress=True))
+        copy_image("memory:src", "memory:plain", CopyOptions(dest_decompress=True))
     assert store.get("plain") is None
 
 
@@ -291,12 +293,12 @@ def test_destination_holding_the_uncompressed_layer_is_not_written_again(
 ) -> None:
     img = make_image(14)
     store.add_built("src", img)
-    copy_image("mem:src", "mem:plain", CopyOptions(dest_decompress=True))
+    copy_image("memory:src", "memory:plain", CopyOptions(dest_decompress=True))
     puts = store.stats("plain").puts
     events = EventCollector()
     result = copy_image(
-        "mem:src",
-        "mem:plain",
+        "memory:src",
+        "memory:plain",
         CopyOptions(dest_decompress=True, progress=events, skip_identical=False),
     )
     assert store.stats("plain").puts == puts
@@ -311,32 +313,38 @@ def test_destination_holding_the_uncompressed_layer_is_not_written_again(
 def test_preserve_digests_refuses_and_names_the_change(store: MemoryStore) -> None:
     store.add_built("src", make_image(15))
     with pytest.raises(DigestChangeError, match="decompressing layer 0") as info:
-        copy_image("mem:src", "mem:x", CopyOptions(dest_decompress=True, preserve_digests=True))
+        copy_image(
+            "memory:src", "memory:x", CopyOptions(dest_decompress=True, preserve_digests=True)
+        )
     assert len(info.value.changes) == 2
     with pytest.raises(DigestChangeError, match="converting the manifest"):
-        copy_image("mem:src", "mem:x", CopyOptions(format="v2s2", preserve_digests=True))
+        copy_image("memory:src", "memory:x", CopyOptions(format="v2s2", preserve_digests=True))
     store.add_built("multi", make_multiarch(15))
     with pytest.raises(DigestChangeError, match="dropping 2 of the 3 entries"):
         copy_image(
-            "mem:multi", "mem:x", CopyOptions(instances=["linux/amd64"], preserve_digests=True)
+            "memory:multi",
+            "memory:x",
+            CopyOptions(instances=["linux/amd64"], preserve_digests=True),
         )
     assert store.stats("x").puts == 0
     # Nothing to change: fine.
-    copy_image("mem:src", "mem:x", CopyOptions(preserve_digests=True))
+    copy_image("memory:src", "memory:x", CopyOptions(preserve_digests=True))
     assert store.get("x") is not None
 
 
 def test_preserve_digests_allows_an_unchanged_index(store: MemoryStore) -> None:
     index = make_multiarch(16)
     store.add_built("src", index)
-    result = copy_image("mem:src", "mem:x", CopyOptions(instances="all", preserve_digests=True))
+    result = copy_image(
+        "memory:src", "memory:x", CopyOptions(instances="all", preserve_digests=True)
+    )
     assert result.manifest_digest == index.digest
 
 
 def test_tar_content_survives_the_round_trip(store: MemoryStore) -> None:
     img = make_image(17, (50_000,))
     store.add_built("src", img)
-    copy_image("mem:src", "mem:plain", CopyOptions(dest_decompress=True))
+    copy_image("memory:src", "memory:plain", CopyOptions(dest_decompress=True))
     manifest, blobs = written(store, "plain")
     (layer,) = manifest["layers"]  # type: ignore[misc]
     with tarfile.open(fileobj=io.BytesIO(blobs[Digest.parse(layer["digest"])])) as tar:

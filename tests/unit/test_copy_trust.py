@@ -5,12 +5,12 @@ from __future__ import annotations
 import base64
 import json
 import shutil
-import subprocess
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import attrs
 import pytest
+from gpgkit import Key, key_pair
 from imagebuilder import BuiltImage, make_image, make_multiarch, write_oci_layout
 
 from imagetypes import Digest, Platform, Reference, TransportOptions, UnsupportedError
@@ -33,49 +33,12 @@ EXACT = {"type": "exactReference", "dockerReference": REF}
 needs_gpg = pytest.mark.skipif(shutil.which("gpg") is None, reason="gpg is not installed")
 
 
-@attrs.frozen
-class Key:
-    home: Path
-    fingerprint: str
-    public: bytes
-
-
-def _gpg(home: Path, *args: str) -> bytes:
-    return subprocess.run(
-        ["gpg", "--homedir", str(home), "--batch", "--no-tty", *args],
-        capture_output=True,
-        check=True,
-    ).stdout
-
-
-def _make_key(home: Path, name: str) -> Key:
-    home.mkdir(mode=0o700)
-    _gpg(
-        home,
-        "--pinentry-mode",
-        "loopback",
-        "--passphrase",
-        "",
-        "--quick-gen-key",
-        f"{name} <{name}@example.com>",
-        "ed25519",
-        "sign",
-        "never",
-    )
-    listing = _gpg(home, "--list-keys", "--with-colons").decode()
-    fingerprint = next(x.split(":")[9] for x in listing.splitlines() if x.startswith("fpr"))
-    return Key(home, fingerprint, _gpg(home, "--export", fingerprint))
-
-
 @pytest.fixture(scope="module")
 def keys(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Key, Key]]:
     if shutil.which("gpg") is None:
         pytest.skip("gpg is not installed")
-    root = tmp_path_factory.mktemp("gpg")
-    pair = (_make_key(root / "one", "one"), _make_key(root / "two", "two"))
-    yield pair
-    for key in pair:
-        subprocess.run(["gpgconf", "--homedir", str(key.home), "--kill", "all"], check=False)
+    with key_pair(tmp_path_factory.mktemp("gpg")) as pair:
+        yield pair
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ tests; here, what is specific to it)."""
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -17,6 +18,8 @@ from imagetypes import (
     register_transport,
     reset_transports,
 )
+from imagetypes import mediatypes as mt
+from imagetypes.digest import Digest
 from imagetypes.errors import InvalidReferenceError, ManifestError
 from imagetypes.testing import memory
 from imagetypes.testing.memory import MemoryStore, MemoryTransport
@@ -75,3 +78,33 @@ def test_manifest_needs_its_blobs(store: MemoryStore) -> None:
 def test_missing_image(store: MemoryStore) -> None:
     with pytest.raises(ManifestNotFoundError):
         parse_reference("memory:nothing").open_source()
+
+
+def test_stores_docker_schema1_manifests(store: MemoryStore) -> None:
+    layers = [b"layer one", b"layer two"]
+    sums = [str(Digest.from_bytes(data)) for data in layers]
+    # Schema 1 lists layers top-down and repeats blobs (empty layers): each must be present.
+    manifest = json.dumps(
+        {
+            "schemaVersion": 1,
+            "name": "library/x",
+            "tag": "latest",
+            "architecture": "amd64",
+            "fsLayers": [{"blobSum": sums[1]}, {"blobSum": sums[0]}, {"blobSum": sums[1]}],
+            "history": [{"v1Compatibility": "{}"}] * 3,
+        }
+    ).encode()
+    with parse_reference("memory:s1").open_destination() as destination:
+        destination.put_blob(io.BytesIO(layers[1]), BlobInfo(digest=Digest.from_bytes(layers[1])))
+        with pytest.raises(ManifestError, match=sums[0]):
+            destination.put_manifest(manifest, mt.DOCKER_SCHEMA1_MANIFEST)
+        destination.put_blob(io.BytesIO(layers[0]), BlobInfo(digest=Digest.from_bytes(layers[0])))
+        destination.put_manifest(manifest, mt.DOCKER_SCHEMA1_MANIFEST)
+        destination.commit()
+    stored = store.get("s1")
+    assert stored is not None
+    assert stored.manifest == manifest
+    assert stored.media_type == mt.DOCKER_SCHEMA1_MANIFEST
+    assert set(stored.blobs) == {Digest.parse(s) for s in sums}
+    with parse_reference("memory:s1").open_source() as source:
+        assert source.get_manifest() == (manifest, mt.DOCKER_SCHEMA1_MANIFEST)
