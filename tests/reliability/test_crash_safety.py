@@ -378,8 +378,10 @@ def test_sigkill_at_random_moments(
         with contextlib.suppress(ProcessLookupError):  # it may have finished
             os.kill(pid, signal.SIGKILL)
         judge(target, run, zygote.wait(pid), scenario)
-    # After a crash the same copy, run again in this process, succeeds.
-    copy_image(f"oci:{source}:new", ref, CopyOptions(destination_options=PLAIN))
+    # After a crash the same copy, run again in this process, succeeds. A docker-archive the
+    # last run managed to complete is not overwritten (as skopeo refuses to): it is new already.
+    if not (kind == "docker-archive" and target.state(run) == "new"):
+        copy_image(f"oci:{source}:new", ref, CopyOptions(destination_options=PLAIN))
     assert target.state(run) == "new"
     tally(scenario).seconds += time.monotonic() - started
 
@@ -402,8 +404,6 @@ def test_sigkill_before_every_commit_step(
     total = json.loads(counts.read_text()).get(target.step, 0)
     assert total > 0, f"a complete copy made no {target.step}"
     for n in _sweep(total):
-        if kind == "dir" and n == total:
-            continue  # the known hole, test_dir_swap_survives_a_kill_between_its_renames
         ref = target.prepare(n)
         code, _ = zygote.run(f"oci:{source}:new", ref, die_at=f"{target.step}:{n}")
         assert code == -signal.SIGKILL, f"the child did not reach {target.step} {n}"
@@ -411,14 +411,6 @@ def test_sigkill_before_every_commit_step(
     tally(scenario).seconds += time.monotonic() - started
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "transports/dir/_destination.py:237: commit() renames the old directory aside and "
-        "then the staging directory into place; a crash between the two renames leaves no "
-        "directory at the destination path (old image only under .NAME.imagetypes-old-*)"
-    ),
-)
 def test_dir_swap_survives_a_kill_between_its_renames(
     zygote: Zygote, source: Path, tmp_path: Path
 ) -> None:

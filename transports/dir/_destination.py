@@ -9,15 +9,18 @@ renames, and closing without a commit deletes it, leaving the target exactly as 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import logging
 import os
 import secrets
 import shutil
 import stat
+import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from imagetypes.descriptor import BlobInfo, Descriptor
 from imagetypes.digest import Digest, Readable, copy_to_fd, verify_stream
@@ -233,6 +236,12 @@ class DirImageDestination(ImageDestination):
         aside: Path | None = None
         if exists:
             os.chmod(self._staging, stat.S_IMODE(os.stat(target).st_mode))
+            if _exchange(self._staging, target):
+                # One atomic step: the target now holds the new image, staging the old one.
+                self._state = _COMMITTED
+                _fsync_dir(parent)
+                self._remove_previous(self._staging)
+                return
             aside = _unused_name(parent, f".{target.name}.imagetypes-old-")
             os.rename(target, aside)
         try:
@@ -250,11 +259,14 @@ class DirImageDestination(ImageDestination):
         self._state = _COMMITTED
         _fsync_dir(parent)
         if aside is not None:
-            try:
-                shutil.rmtree(aside)
-            except OSError as e:
-                # The new image is in place; failing the commit now would misreport it.
-                log.warning("%s: could not remove the previous content %s: %s", target, aside, e)
+            self._remove_previous(aside)
+
+    def _remove_previous(self, path: Path) -> None:
+        try:
+            shutil.rmtree(path)
+        except OSError as e:
+            # The new image is in place; failing the commit now would misreport it.
+            log.warning("%s: could not remove the previous content %s: %s", self._target, path, e)
 
     def close(self) -> None:
         """Discard everything staged unless committed; leaves the target as it was."""
@@ -325,3 +337,43 @@ class DirImageDestination(ImageDestination):
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+_renameat2: Any = None
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two directories atomically (Linux ``renameat2(RENAME_EXCHANGE)``).
+
+    False where the system cannot (another OS, an old kernel, a file system without it); the
+    caller then falls back to two renames, which a crash between them can interrupt.
+    """
+    global _renameat2
+    if sys.platform != "linux":
+        return False
+    if _renameat2 is None:
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            func = libc.renameat2
+        except (OSError, AttributeError):
+            _renameat2 = False
+            return False
+        func.argtypes = [
+            ctypes.c_int,
+            ctypes.c_char_p,
+            ctypes.c_int,
+            ctypes.c_char_p,
+            ctypes.c_uint,
+        ]
+        func.restype = ctypes.c_int
+        _renameat2 = func
+    if _renameat2 is False:
+        return False
+    if _renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
