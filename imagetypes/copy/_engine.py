@@ -877,9 +877,11 @@ class _Copier:
                 self._keep(job, _Stored(desc.digest, desc.size))
                 self.emit(BlobSkipped(desc, "foreign"))
                 return
-            if self._try_reuse(job):
-                return
-            self._copy_blob(job)
+            where = (self._dst_location.transport, self._dst_location.scope, desc.digest)
+            with _sole_writer(where):
+                if self._try_reuse(job):
+                    return
+                self._copy_blob(job)
         except (ImageError, CopyCancelled):
             raise
         except Exception as e:
@@ -1145,3 +1147,30 @@ def _reporting_retries(
             previous(attempt)
 
     return attrs.evolve(base, on_retry=on_retry)
+
+
+_writers_lock = threading.Lock()
+_writers: dict[tuple[str, str, Digest], tuple[threading.Lock, int]] = {}
+
+
+@contextmanager
+def _sole_writer(key: tuple[str, str, Digest]) -> Iterator[None]:
+    """Let one copy in this process at a time transfer a blob to one destination repository.
+
+    Concurrent copies that share layers (``sync``, threads calling ``copy_image``) would
+    otherwise upload the same blob into the same repository at once; the second now waits and
+    then finds the blob there. Keys are dropped when nobody holds or waits for them.
+    """
+    with _writers_lock:
+        lock, users = _writers.get(key, (threading.Lock(), 0))
+        _writers[key] = (lock, users + 1)
+    try:
+        with lock:
+            yield
+    finally:
+        with _writers_lock:
+            lock, users = _writers[key]
+            if users == 1:
+                del _writers[key]
+            else:
+                _writers[key] = (lock, users - 1)

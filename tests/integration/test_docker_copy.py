@@ -80,3 +80,50 @@ def test_copy_between_repositories_of_one_registry_mounts(
     mounts = [s for s in seen if "mount=" in s and "from=mount%2Forigin" in s]
     assert len(mounts) == len(img.blobs)
     assert not [s for s in seen if s.startswith("PATCH")]
+
+
+def test_concurrent_copies_upload_a_shared_blob_once(
+    registry: RunningRegistry, tmp_path: Path
+) -> None:
+    import threading
+
+    img = make_image(63, (3_000_000, 3_000_000))
+    src = write_oci_layout(tmp_path / "src", {"v1": img})
+    posts: list[str] = []
+
+    def record(request: object) -> None:
+        if request.method == "POST" and "/blobs/uploads/" in str(request.url):  # type: ignore[attr-defined]
+            posts.append(str(request.url))  # type: ignore[attr-defined]
+
+    options = TransportOptions(
+        tls_verify=False, extra={"docker.event_hooks": {"request": [record]}}
+    )
+    barrier = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def copy(tag: str) -> None:
+        barrier.wait()
+        try:
+            copy_image(
+                f"oci:{src}:v1",
+                f"docker://{registry.host}/shared/app:{tag}",
+                CopyOptions(destination_options=options),
+            )
+        except BaseException as e:  # reported below, in the test's thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=copy, args=(f"t{i}",)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    # Four copies of one image into one repository at once: each blob is uploaded once.
+    assert len(posts) == len(img.blobs)
+    for i in range(4):
+        got = copy_image(
+            f"docker://{registry.host}/shared/app:t{i}",
+            f"oci:{tmp_path / 'back'}:t{i}",
+            CopyOptions(source_options=INSECURE),
+        )
+        assert got.manifest == img.manifest
