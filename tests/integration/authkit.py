@@ -11,10 +11,10 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from imagetypes_transports.docker._credentials import resolve_credentials
 from registry_fixtures import SKOPEO_BIN, environ_without_proxies
 
 from imagetypes import Credentials, TransportOptions
+from imagetypes_transports.docker._credentials import resolve_credentials
 
 __all__ = ["auth_files_wired", "isolate_auth_files", "needs_wiring", "skopeo"]
 

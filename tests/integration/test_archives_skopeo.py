@@ -11,6 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from imagetypes.copy import copy_image
+from imagetypes.digest import Digest
+from imagetypes.manifest import parse_manifest
 from imagetypes_transports.docker_archive import (
     DockerArchiveWriter,
     list_archive_images,
@@ -18,10 +22,6 @@ from imagetypes_transports.docker_archive import (
 )
 from imagetypes_transports.docker_archive import transport as docker_archive
 from imagetypes_transports.oci_archive import transport as oci_archive
-
-from imagetypes.copy import copy_image
-from imagetypes.digest import Digest
-from imagetypes.manifest import parse_manifest
 from tests.imagebuilder import BuiltImage, make_image, write_oci_layout
 from tests.unit.test_docker_archive_support import make_docker_image, write_docker_archive
 

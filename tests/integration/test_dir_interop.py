@@ -11,11 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from imagetypes_transports.dir import DirReference
 
 from imagetypes import mediatypes as mt
 from imagetypes.descriptor import BlobInfo, Descriptor
 from imagetypes.digest import Digest
+from imagetypes_transports.dir import DirReference
 from tests.imagebuilder import (
     BuiltImage,
     BuiltIndex,

@@ -10,14 +10,6 @@ from pathlib import Path
 
 import pytest
 from imagebuilder import BuiltImage, make_image
-from imagetypes_transports.docker import (
-    AuthenticationError,
-    DockerReference,
-    RegistryConnectionError,
-    RegistryTLSError,
-    TLSConfigError,
-    transport,
-)
 from registry_fixtures import (
     REGISTRY_BIN,
     CertificateAuthority,
@@ -28,6 +20,14 @@ from registry_fixtures import (
 )
 
 from imagetypes import BlobInfo, Credentials, TransportOptions
+from imagetypes_transports.docker import (
+    AuthenticationError,
+    DockerReference,
+    RegistryConnectionError,
+    RegistryTLSError,
+    TLSConfigError,
+    transport,
+)
 
 pytestmark = [
     pytest.mark.integration,

@@ -13,13 +13,6 @@ from pathlib import Path
 import attrs
 import pytest
 from imagebuilder import make_image
-from imagetypes_transports.docker import (
-    DockerReference,
-    RegistryConnectionError,
-    RegistryError,
-    TooManyRequestsError,
-    transport,
-)
 from registry_fixtures import Fault, FaultProxy, RecordingServer, RunningRegistry, free_port
 
 from imagetypes import (
@@ -31,6 +24,13 @@ from imagetypes import (
     TransportOptions,
 )
 from imagetypes.retry import RetryAttempt
+from imagetypes_transports.docker import (
+    DockerReference,
+    RegistryConnectionError,
+    RegistryError,
+    TooManyRequestsError,
+    transport,
+)
 
 pytestmark = pytest.mark.integration
 

@@ -15,16 +15,16 @@ from pathlib import Path
 import attrs
 import pytest
 from imagebuilder import BuiltImage, make_image
-from imagetypes_transports.docker import (
-    REGISTRIES_CONF_OPTION,
-    DockerReference,
-    RegistryConnectionError,
-)
 from registry_fixtures import RunningRegistry, free_port, start_registry
 
 from imagetypes import BlobInfo, NotFoundError, RetryPolicy, TransportOptions
 from imagetypes.manifest import parse_manifest
 from imagetypes.trust import BlockedRegistryError, RegistriesConf
+from imagetypes_transports.docker import (
+    REGISTRIES_CONF_OPTION,
+    DockerReference,
+    RegistryConnectionError,
+)
 
 pytestmark = pytest.mark.integration
 

@@ -9,16 +9,6 @@ from collections.abc import Iterator
 
 import pytest
 from imagebuilder import BuiltImage, BuiltIndex, make_image, make_multiarch
-from imagetypes_transports.docker import (
-    DockerImageDestination,
-    DockerImageSource,
-    DockerReference,
-    RegistryClient,
-    RegistryTLSError,
-    RepositoryNotFoundError,
-    open_registry,
-    transport,
-)
 from registry_fixtures import RunningRegistry, counting_hooks
 
 import imagetypes
@@ -32,6 +22,16 @@ from imagetypes import (
     UnsupportedError,
 )
 from imagetypes import mediatypes as mt
+from imagetypes_transports.docker import (
+    DockerImageDestination,
+    DockerImageSource,
+    DockerReference,
+    RegistryClient,
+    RegistryTLSError,
+    RepositoryNotFoundError,
+    open_registry,
+    transport,
+)
 
 pytestmark = pytest.mark.integration
 

@@ -23,12 +23,6 @@ from pathlib import Path
 import pytest
 from gpgkit import Key, key_pair
 from imagebuilder import BuiltImage, make_image, write_oci_layout
-from imagetypes_transports.docker import (
-    REGISTRIES_CONF_OPTION,
-    REGISTRIES_D_OPTION,
-    DockerReference,
-    sigstore_attachment_tag,
-)
 from registry_fixtures import RunningRegistry
 
 from imagetypes import BlobInfo, TransportOptions
@@ -42,6 +36,12 @@ from imagetypes.trust import (
     sign_simple,
     verify_sigstore,
     verify_simple,
+)
+from imagetypes_transports.docker import (
+    REGISTRIES_CONF_OPTION,
+    REGISTRIES_D_OPTION,
+    DockerReference,
+    sigstore_attachment_tag,
 )
 
 pytestmark = [

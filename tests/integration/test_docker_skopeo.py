@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 from imagebuilder import BuiltImage, BuiltIndex, make_image, make_multiarch, write_oci_layout
-from imagetypes_transports.docker import DockerReference, transport
 from registry_fixtures import SKOPEO_BIN, RunningRegistry, environ_without_proxies
 
 from imagetypes import BlobInfo, Descriptor, Digest, TransportOptions
+from imagetypes_transports.docker import DockerReference, transport
 
 pytestmark = [
     pytest.mark.integration,

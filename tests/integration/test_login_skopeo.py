@@ -411,7 +411,6 @@ def test_credential_helper_shared_with_skopeo(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     from imagetypes_transports.docker._authfile import find_credentials
-
     from tests.unit.test_authfile import HELPER
 
     bin_dir = tmp_path / "bin"

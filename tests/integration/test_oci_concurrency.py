@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from imagetypes_transports.oci import REF_NAME_ANNOTATION, transport
 
 from imagetypes import mediatypes as mt
 from imagetypes.descriptor import Descriptor
 from imagetypes.digest import Digest
+from imagetypes_transports.oci import REF_NAME_ANNOTATION, transport
 from tests.imagebuilder import make_image, make_multiarch, write_oci_layout
 
 pytestmark = pytest.mark.integration

@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from imagetypes_transports.oci import REF_NAME_ANNOTATION, OCILayout, transport
 
 from imagetypes import mediatypes as mt
 from imagetypes.descriptor import BlobInfo, Descriptor
 from imagetypes.digest import Digest
+from imagetypes_transports.oci import REF_NAME_ANNOTATION, OCILayout, transport
 from tests.imagebuilder import BuiltImage, BuiltIndex, make_image, make_multiarch, write_oci_layout
 from tests.schemas import require_schemas, validate
 

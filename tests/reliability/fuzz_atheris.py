@@ -21,9 +21,6 @@ from pathlib import Path
 import atheris
 
 with atheris.instrument_imports():
-    from imagetypes_transports.docker._auth import parse_challenges
-    from imagetypes_transports.docker_archive import transport as archive_transport
-
     from imagetypes import (
         ImageError,
         Reference,
@@ -32,6 +29,8 @@ with atheris.instrument_imports():
         parse_manifest,
         parse_reference,
     )
+    from imagetypes_transports.docker._auth import parse_challenges
+    from imagetypes_transports.docker_archive import transport as archive_transport
 
 _TRANSPORTS = sorted(t.name for t in list_transports())
 _WORK = Path(tempfile.mkdtemp(prefix="imagetypes-atheris-"))

@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 from chaos_proxy import ChaosProxy, Fault
 from imagebuilder import BuiltImage, make_image, write_oci_layout
-from imagetypes_transports.docker import DockerImageSource, RegistryClient, transport
 from registry_fixtures import RunningRegistry, environ_without_proxies
 from reliability_support import (
     check_layout,
@@ -32,6 +31,7 @@ from reliability_support import (
 
 from imagetypes import BlobInfo, Descriptor, RetryPolicy, TransportOptions
 from imagetypes.copy import CopyOptions, copy_image
+from imagetypes_transports.docker import DockerImageSource, RegistryClient, transport
 
 pytestmark = pytest.mark.integration
 

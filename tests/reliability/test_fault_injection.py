@@ -20,7 +20,6 @@ import attrs
 import pytest
 from chaos_proxy import ChaosProxy, Fault
 from imagebuilder import BuiltImage, make_image, write_oci_layout
-from imagetypes_transports.docker import transport
 from registry_fixtures import RunningRegistry
 from reliability_support import (
     Corrupt,
@@ -35,6 +34,7 @@ from reliability_support import (
 from imagetypes import Descriptor, Digest, RetryPolicy, TransportOptions
 from imagetypes import mediatypes as mt
 from imagetypes.copy import CopyOptions, copy_image
+from imagetypes_transports.docker import transport
 
 pytestmark = pytest.mark.integration
 

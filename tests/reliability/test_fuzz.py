@@ -29,8 +29,6 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from imagetypes_transports.docker._auth import Scope, parse_challenges
-from imagetypes_transports.docker_archive import transport as archive_transport
 from reliability_support import SOAK
 
 from imagetypes import (
@@ -46,6 +44,8 @@ from imagetypes import (
 from imagetypes import mediatypes as mt
 from imagetypes.digest import Digest
 from imagetypes.platform import Platform
+from imagetypes_transports.docker._auth import Scope, parse_challenges
+from imagetypes_transports.docker_archive import transport as archive_transport
 
 EXAMPLES = 150 * SOAK
 

@@ -14,11 +14,6 @@ from pathlib import Path
 import pytest
 from chaos_proxy import ChaosProxy, Fault
 from imagebuilder import make_image, write_oci_layout
-from imagetypes_transports.docker import (
-    AuthenticationError,
-    RegistryTLSError,
-    transport,
-)
 from registry_fixtures import (
     Fault as RedirectFault,
 )
@@ -41,6 +36,11 @@ from imagetypes import (
     VerificationError,
 )
 from imagetypes.copy import CopyOptions, copy_image
+from imagetypes_transports.docker import (
+    AuthenticationError,
+    RegistryTLSError,
+    transport,
+)
 
 pytestmark = pytest.mark.integration
 

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from imagetypes import Credentials, TransportOptions
 from imagetypes_transports.docker._authfile import (
     AuthFileError,
     CredentialHelperError,
@@ -24,8 +26,6 @@ from imagetypes_transports.docker._authfile import (
     remove_credentials,
     write_credentials,
 )
-
-from imagetypes import Credentials, TransportOptions
 
 HOST = "registry.example:5000"
 

@@ -9,15 +9,6 @@ import threading
 from pathlib import Path
 
 import pytest
-from imagetypes_transports.dir import (
-    VERSION,
-    DirImageDestination,
-    DirImageSource,
-    DirReference,
-    DirTransport,
-    NotAnImageDirectoryError,
-    transport,
-)
 
 import imagetypes
 from imagetypes import mediatypes as mt
@@ -35,6 +26,15 @@ from imagetypes.errors import (
     UnsupportedError,
 )
 from imagetypes.types import LayerCompression, TransportOptions
+from imagetypes_transports.dir import (
+    VERSION,
+    DirImageDestination,
+    DirImageSource,
+    DirReference,
+    DirTransport,
+    NotAnImageDirectoryError,
+    transport,
+)
 from tests.imagebuilder import BuiltImage, BuiltIndex, make_image, make_multiarch
 
 VERSION_TEXT = b"Directory Transport Version: 1.1\n"

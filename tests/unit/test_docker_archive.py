@@ -12,14 +12,6 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
-from imagetypes_transports.docker_archive import (
-    ADDITIONAL_TAGS,
-    DockerArchiveReference,
-    DockerArchiveWriter,
-    list_archive_images,
-    save_docker_tar,
-    transport,
-)
 
 from imagetypes import mediatypes as mt
 from imagetypes.copy import copy_image
@@ -37,6 +29,14 @@ from imagetypes.errors import (
 from imagetypes.manifest import parse_manifest
 from imagetypes.plugins import parse_reference
 from imagetypes.types import PutBlobOptions, TransportOptions
+from imagetypes_transports.docker_archive import (
+    ADDITIONAL_TAGS,
+    DockerArchiveReference,
+    DockerArchiveWriter,
+    list_archive_images,
+    save_docker_tar,
+    transport,
+)
 from tests.imagebuilder import make_image, make_layer, write_oci_layout
 from tests.unit.test_docker_archive_support import (
     DockerImage,

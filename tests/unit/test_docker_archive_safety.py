@@ -9,11 +9,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from imagetypes_transports.docker_archive import transport
 
 from imagetypes.errors import ArchiveError, DigestMismatchError, ImageError
 from imagetypes.manifest import parse_manifest
 from imagetypes.types import TransportOptions
+from imagetypes_transports.docker_archive import transport
 from tests.unit.test_docker_archive_support import (
     add_file,
     add_link,

@@ -9,10 +9,10 @@ import json
 
 import httpx
 import pytest
-from imagetypes_transports.docker import AuthenticationError, RegistryAuth, Scope
-from imagetypes_transports.docker._auth import parse_challenges, scopes_for_request
 
 from imagetypes import Credentials
+from imagetypes_transports.docker import AuthenticationError, RegistryAuth, Scope
+from imagetypes_transports.docker._auth import parse_challenges, scopes_for_request
 
 
 def test_parse_bearer_challenge() -> None:

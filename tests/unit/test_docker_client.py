@@ -9,15 +9,6 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-from imagetypes_transports.docker import (
-    AccessDeniedError,
-    BlobUnknownError,
-    ManifestUnknownError,
-    RegistryClient,
-    RegistryError,
-    RegistryUnsupportedError,
-    TooManyRequestsError,
-)
 
 from imagetypes import (
     BlobNotFoundError,
@@ -29,6 +20,15 @@ from imagetypes import (
     TransportOptions,
 )
 from imagetypes import mediatypes as mt
+from imagetypes_transports.docker import (
+    AccessDeniedError,
+    BlobUnknownError,
+    ManifestUnknownError,
+    RegistryClient,
+    RegistryError,
+    RegistryUnsupportedError,
+    TooManyRequestsError,
+)
 
 Handler = Callable[[httpx.Request], httpx.Response]
 

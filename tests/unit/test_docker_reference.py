@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
+import imagetypes
+from imagetypes import Credentials, Digest, InvalidReferenceError, TransportOptions
 from imagetypes_transports.docker import (
     DockerReference,
     TLSConfigError,
@@ -14,9 +17,6 @@ from imagetypes_transports.docker import (
 )
 from imagetypes_transports.docker._registry import parse_registry_location
 from imagetypes_transports.docker._tls import cert_dir_for, make_ssl_context
-
-import imagetypes
-from imagetypes import Credentials, Digest, InvalidReferenceError, TransportOptions
 
 DIGEST = Digest.from_bytes(b"x")
 

@@ -12,13 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from imagetypes_transports.docker import (
-    REGISTRIES_D_OPTION,
-    DockerReference,
-    SignatureStorage,
-    sigstore_attachment_tag,
-)
-from imagetypes_transports.docker._signatures import read_lookaside, write_lookaside
 
 from imagetypes import ImageError, TransportOptions, UnsupportedError
 from imagetypes import mediatypes as mt
@@ -35,6 +28,13 @@ from imagetypes.trust import (
     sign_sigstore,
     verify_sigstore,
 )
+from imagetypes_transports.docker import (
+    REGISTRIES_D_OPTION,
+    DockerReference,
+    SignatureStorage,
+    sigstore_attachment_tag,
+)
+from imagetypes_transports.docker._signatures import read_lookaside, write_lookaside
 
 HOST = "registry.test"
 REPO = "sig/app"

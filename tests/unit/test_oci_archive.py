@@ -9,11 +9,6 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from imagetypes_transports.oci_archive import (
-    ACCEPT_UNCOMPRESSED_LAYERS,
-    OCIArchiveReference,
-    transport,
-)
 
 from imagetypes import mediatypes as mt
 from imagetypes.copy import CopyOptions, copy_image
@@ -29,6 +24,11 @@ from imagetypes.errors import (
 from imagetypes.manifest import parse_manifest
 from imagetypes.plugins import parse_reference
 from imagetypes.types import TransportOptions
+from imagetypes_transports.oci_archive import (
+    ACCEPT_UNCOMPRESSED_LAYERS,
+    OCIArchiveReference,
+    transport,
+)
 from tests.imagebuilder import BuiltImage, make_image, make_multiarch, write_oci_layout
 from tests.unit.test_docker_archive_support import add_file, members, tar_directory, tree
 

@@ -13,15 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from imagetypes_transports.oci import (
-    ACCEPT_UNCOMPRESSED_LAYERS,
-    REF_NAME_ANNOTATION,
-    OCIImageDestination,
-    OCILayout,
-    OCIReference,
-    OCITransport,
-    transport,
-)
 
 import imagetypes
 from imagetypes import mediatypes as mt
@@ -39,6 +30,15 @@ from imagetypes.errors import (
     UnsupportedManifestTypeError,
 )
 from imagetypes.types import LayerCompression, TransportOptions
+from imagetypes_transports.oci import (
+    ACCEPT_UNCOMPRESSED_LAYERS,
+    REF_NAME_ANNOTATION,
+    OCIImageDestination,
+    OCILayout,
+    OCIReference,
+    OCITransport,
+    transport,
+)
 from tests.imagebuilder import (
     BuiltImage,
     BuiltIndex,

@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from imagetypes.reference import Reference
-
 from imagetypes.errors import InvalidReferenceError
+from imagetypes.reference import Reference
 from imagetypes.types import Registry, Repository, TransportOptions
 
 from ._client import RegistryClient
