@@ -43,8 +43,10 @@ class TransportInfo:
     transport: Transport = attrs.field(eq=False, repr=False)
 
 
-_lock = threading.Lock()
-_discovered: dict[str, list[TransportInfo]] | None = None
+# Reentrant: loading a plugin may import code that looks a transport up.
+_lock = threading.RLock()
+_entry_points: dict[str, list[EntryPoint]] | None = None
+_loaded: dict[str, list[TransportInfo]] = {}
 _runtime: dict[str, TransportInfo] = {}
 
 
@@ -65,32 +67,58 @@ def _origin(ep: EntryPoint) -> str:
     return f"entry point {ep.value}{where}"
 
 
-def _discover() -> dict[str, list[TransportInfo]]:
-    global _discovered
+def _entry_points_by_name() -> dict[str, list[EntryPoint]]:
+    """Every entry point of the group, by name; nothing is imported yet."""
+    global _entry_points
     with _lock:
-        if _discovered is None:
-            found: dict[str, list[TransportInfo]] = {}
+        if _entry_points is None:
+            found: dict[str, list[EntryPoint]] = {}
             seen: set[tuple[str, str]] = set()
             for ep in entry_points(group=ENTRY_POINT_GROUP):
                 if (ep.name, ep.value) in seen:  # the same distribution seen twice on sys.path
                     continue
                 seen.add((ep.name, ep.value))
+                found.setdefault(ep.name, []).append(ep)
+            _entry_points = found
+        return _entry_points
+
+
+def _infos(name: str) -> list[TransportInfo]:
+    """The transports registered under ``name``, imported on first use.
+
+    Plugins are imported only when their name is asked for (as fsspec does), so a copy
+    between two layouts does not pay for importing the registry client.
+    """
+    eps = _entry_points_by_name().get(name, [])
+    with _lock:
+        if name not in _loaded:
+            infos: list[TransportInfo] = []
+            for ep in eps:
                 try:
-                    transport = _load(ep)
+                    infos.append(TransportInfo(name, _origin(ep), _load(ep)))
                 except Exception as e:
                     # A broken plugin must not take every other transport down with it.
                     log.warning("skipping transport plugin %s = %s: %s", ep.name, ep.value, e)
-                    continue
-                found.setdefault(ep.name, []).append(TransportInfo(ep.name, _origin(ep), transport))
-            _discovered = found
-        return _discovered
+            _loaded[name] = infos
+        return _loaded[name]
+
+
+def _discover() -> dict[str, list[TransportInfo]]:
+    """Every loadable transport, by name (imports them all)."""
+    found: dict[str, list[TransportInfo]] = {}
+    for name in _entry_points_by_name():
+        infos = _infos(name)
+        if infos:
+            found[name] = infos
+    return found
 
 
 def reset_transports() -> None:
     """Forget discovered and runtime-registered transports (discovery runs again on next use)."""
-    global _discovered
+    global _entry_points
     with _lock:
-        _discovered = None
+        _entry_points = None
+        _loaded.clear()
         _runtime.clear()
 
 
@@ -131,10 +159,9 @@ def get_transport(name: str) -> Transport:
     """
     if name in _runtime:
         return _runtime[name].transport
-    found = _discover()
-    infos = found.get(name)
+    infos = _infos(name)
     if not infos:
-        known = ", ".join(sorted(set(found) | set(_runtime))) or "none"
+        known = ", ".join(sorted(set(_entry_points_by_name()) | set(_runtime))) or "none"
         raise UnknownTransportError(f"unknown transport {name!r} (known transports: {known})")
     if len(infos) > 1:
         origins = "; ".join(i.origin for i in infos)

@@ -175,7 +175,11 @@ def test_broken_plugin_is_logged_and_skipped(
     make_dist("broken-plugin", {"broken": "transport"}, "raise RuntimeError('boom at import')\n")
     make_dist("good-plugin", {"good": "transport"}, plugin("good"))
     with caplog.at_level(logging.WARNING, logger="imagetypes.plugins"):
+        # Plugins are imported when their name is asked for: the broken one is not touched.
         assert get_transport("good").name == "good"
+        assert not [r for r in caplog.records if "broken" in r.getMessage()]
+        # Listing imports them all: the broken one is logged and skipped, the good one stays.
+        assert "good" in [i.name for i in list_transports()]
     messages = [r.getMessage() for r in caplog.records if r.name == "imagetypes.plugins"]
     broken = [m for m in messages if "broken" in m]
     assert len(broken) == 1
