@@ -27,17 +27,12 @@ from imagetypes.descriptor import BlobInfo, Descriptor
 from imagetypes.digest import Digest, Readable, VerifyingReader, copy_to_fd, verify_stream
 from imagetypes.errors import (
     BlobNotFoundError,
-    DigestMismatchError,
     ImageError,
     LayoutError,
-    ManifestError,
-    ManifestTooLargeError,
-    UnsupportedManifestTypeError,
 )
 from imagetypes.types import (
     DestinationCapabilities,
     ImageDestination,
-    ImageSource,
     LayerCompression,
     PutBlobOptions,
     TransportOptions,
@@ -52,6 +47,7 @@ from ._layout import (
     LAYOUT_FILE_CONTENT,
     REF_NAME_ANNOTATION,
     add_entry,
+    check_manifest_to_store,
     create_unique_file,
     dumps,
     entry_ref_name,
@@ -195,30 +191,7 @@ class OCIImageDestination(ImageDestination):
     def put_manifest(
         self, manifest: bytes, media_type: str, instance: Digest | None = None
     ) -> None:
-        if len(manifest) > ImageSource.MAX_MANIFEST_SIZE:
-            raise ManifestTooLargeError(
-                f"the manifest is {len(manifest)} bytes, over the "
-                f"{ImageSource.MAX_MANIFEST_SIZE} byte limit"
-            )
-        detected = mt.detect_manifest_media_type(manifest)
-        given = mt.normalize(media_type)
-        if given and detected and given != detected:
-            raise ManifestError(
-                f"the manifest was given as {given!r} but its content is {detected!r}"
-            )
-        kind = given or detected
-        if kind not in (mt.OCI_MANIFEST, mt.OCI_INDEX):
-            raise UnsupportedManifestTypeError(
-                f"an OCI layout stores only OCI manifests and indexes, not {kind or 'unknown'!r}"
-            )
-        expected = instance if instance is not None else Digest.from_bytes(manifest)
-        actual = Digest.from_bytes(manifest, expected.algorithm)
-        if actual != expected:
-            raise DigestMismatchError(
-                f"the manifest of instance {instance} hashes to {actual}",
-                expected=expected,
-                actual=actual,
-            )
+        kind, expected = check_manifest_to_store(manifest, media_type, instance, self._reference)
         self._store(VerifyingReader(io.BytesIO(manifest), expected, len(manifest)))
         if instance is None:
             name = self._reference.ref_name

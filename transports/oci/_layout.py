@@ -28,6 +28,7 @@ from imagetypes.errors import (
     ImageError,
     InvalidReferenceError,
     LayoutError,
+    ManifestError,
     ManifestNotFoundError,
     ManifestTooLargeError,
     UnsupportedManifestTypeError,
@@ -43,6 +44,7 @@ __all__ = [
     "LAYOUT_FILE_CONTENT",
     "REF_NAME_ANNOTATION",
     "OCILayout",
+    "check_manifest_to_store",
     "validate_ref_name",
 ]
 
@@ -496,3 +498,40 @@ class OCILayout:
 def is_exists_error(error: OSError) -> bool:
     """Whether a rename failed because the target exists and is a non-empty directory."""
     return error.errno in (errno.EEXIST, errno.ENOTEMPTY)
+
+
+def check_manifest_to_store(
+    manifest: bytes, media_type: str, instance: Digest | None, where: object
+) -> tuple[str, Digest]:
+    """Check a manifest an OCI layout (or archive) is asked to store; return its type and digest.
+
+    Refuses one over the size bound, one whose bytes contradict ``media_type``, any type but
+    OCI manifests and indexes, and an instance whose bytes do not hash to ``instance``.
+    """
+    from imagetypes.types import ImageSource
+
+    limit = ImageSource.MAX_MANIFEST_SIZE
+    if len(manifest) > limit:
+        raise ManifestTooLargeError(
+            f"{where}: the manifest is {len(manifest)} bytes, over the {limit} byte limit"
+        )
+    detected = mt.detect_manifest_media_type(manifest)
+    given = mt.normalize(media_type)
+    if given and detected and given != detected:
+        raise ManifestError(
+            f"{where}: the manifest was given as {given!r} but its content is {detected!r}"
+        )
+    kind = given or detected
+    if kind not in (mt.OCI_MANIFEST, mt.OCI_INDEX):
+        raise UnsupportedManifestTypeError(
+            f"an OCI layout stores only OCI manifests and indexes, not {kind or 'unknown'!r}"
+        )
+    expected = instance if instance is not None else Digest.from_bytes(manifest)
+    actual = Digest.from_bytes(manifest, expected.algorithm)
+    if actual != expected:
+        raise DigestMismatchError(
+            f"{where}: the manifest of instance {instance} hashes to {actual}",
+            expected=expected,
+            actual=actual,
+        )
+    return kind, expected

@@ -17,16 +17,11 @@ from imagetypes import mediatypes as mt
 from imagetypes.descriptor import BlobInfo, Descriptor
 from imagetypes.digest import Digest, Readable, VerifyingReader, verify_stream
 from imagetypes.errors import (
-    DigestMismatchError,
     ImageError,
-    ManifestError,
-    ManifestTooLargeError,
-    UnsupportedManifestTypeError,
 )
 from imagetypes.types import (
     DestinationCapabilities,
     ImageDestination,
-    ImageSource,
     LayerCompression,
     PutBlobOptions,
     TransportOptions,
@@ -40,6 +35,7 @@ from ..oci._layout import (
     LAYOUT_FILE_CONTENT,
     REF_NAME_ANNOTATION,
     add_entry,
+    check_manifest_to_store,
     dumps,
     new_index,
 )
@@ -144,30 +140,7 @@ class OCIArchiveDestination(ImageDestination):
         self, manifest: bytes, media_type: str, instance: Digest | None = None
     ) -> None:
         """Store an OCI manifest or index as a blob; the top one becomes the index.json entry."""
-        if len(manifest) > ImageSource.MAX_MANIFEST_SIZE:
-            raise ManifestTooLargeError(
-                f"{self._reference}: the manifest is {len(manifest)} bytes, over the "
-                f"{ImageSource.MAX_MANIFEST_SIZE} byte limit"
-            )
-        detected = mt.detect_manifest_media_type(manifest)
-        given = mt.normalize(media_type)
-        if given and detected and given != detected:
-            raise ManifestError(
-                f"{self._reference}: the manifest was given as {given!r} but is {detected!r}"
-            )
-        kind = given or detected
-        if kind not in (mt.OCI_MANIFEST, mt.OCI_INDEX):
-            raise UnsupportedManifestTypeError(
-                f"an OCI layout stores only OCI manifests and indexes, not {kind or 'unknown'!r}"
-            )
-        expected = instance if instance is not None else Digest.from_bytes(manifest)
-        actual = Digest.from_bytes(manifest, expected.algorithm)
-        if actual != expected:
-            raise DigestMismatchError(
-                f"{self._reference}: the manifest of instance {instance} hashes to {actual}",
-                expected=expected,
-                actual=actual,
-            )
+        kind, expected = check_manifest_to_store(manifest, media_type, instance, self._reference)
         self._store(VerifyingReader(BytesIO(manifest), expected, len(manifest)), len(manifest))
         if instance is None:
             name = self._reference.ref_name
