@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
+import os
+import re
+import sys
 import threading
-from importlib.metadata import EntryPoint, entry_points
+from collections.abc import Callable
+from importlib.machinery import PathFinder
 
 import attrs
 
@@ -43,14 +48,37 @@ class TransportInfo:
     transport: Transport = attrs.field(eq=False, repr=False)
 
 
+@attrs.frozen
+class _EntryPoint:
+    """``name = value`` in the group, and a way to name the distribution that declares it."""
+
+    name: str
+    value: str
+    #: `` (distribution version)``, or ``""`` when unknown; read only when asked for.
+    dist_label: Callable[[], str] = attrs.field(eq=False, repr=False)
+
+    def load(self) -> object:
+        """Import the object ``module[:attr.attr]`` names (as ``EntryPoint.load`` does)."""
+        match = _VALUE.match(self.value)
+        if match is None:
+            raise ValueError(f"invalid entry point value {self.value!r}")
+        obj: object = importlib.import_module(match["module"])
+        for attr in filter(None, (match["attr"] or "").split(".")):
+            obj = getattr(obj, attr)
+        return obj
+
+
+# The value grammar of importlib.metadata.EntryPoint: module, optional :attr, optional [extras].
+_VALUE = re.compile(r"(?P<module>[\w.]+)\s*(:\s*(?P<attr>[\w.]+)\s*)?((?P<extras>\[.*\])\s*)?$")
+
 # Reentrant: loading a plugin may import code that looks a transport up.
 _lock = threading.RLock()
-_entry_points: dict[str, list[EntryPoint]] | None = None
+_entry_points: dict[str, list[_EntryPoint]] | None = None
 _loaded: dict[str, list[TransportInfo]] = {}
 _runtime: dict[str, TransportInfo] = {}
 
 
-def _load(ep: EntryPoint) -> Transport:
+def _load(ep: _EntryPoint) -> Transport:
     obj = ep.load()
     if isinstance(obj, type) and issubclass(obj, Transport):
         obj = obj()
@@ -61,20 +89,129 @@ def _load(ep: EntryPoint) -> Transport:
     return obj
 
 
-def _origin(ep: EntryPoint) -> str:
-    dist = getattr(ep, "dist", None)
-    where = f" ({dist.name} {dist.version})" if dist is not None else ""
-    return f"entry point {ep.value}{where}"
+def _origin(ep: _EntryPoint) -> str:
+    return f"entry point {ep.value}{ep.dist_label()}"
 
 
-def _entry_points_by_name() -> dict[str, list[EntryPoint]]:
+# -- discovery ------------------------------------------------------------------------------------
+# Every command looks a transport up, so discovery is part of every command's start-up time.
+# importlib.metadata costs tens of milliseconds (its own imports, then a parsed metadata object
+# per installed distribution); the common case, distributions in folders on sys.path, is read
+# here directly in a few milliseconds: the entry_points.txt of each *.dist-info / *.egg-info
+# folder, in sys.path order, the first distribution of a name winning, as importlib.metadata
+# does. Anything else that can hold distributions (a zip file or egg on sys.path, an import hook
+# that finds distributions) is left to importlib.metadata itself.
+
+
+def _normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "_", name).lower()
+
+
+def _metadata_label(folder: str) -> str:
+    """`` (Name Version)`` from a distribution folder's METADATA (or PKG-INFO) headers."""
+    for filename in ("METADATA", "PKG-INFO"):
+        try:
+            with open(os.path.join(folder, filename), encoding="utf-8", errors="replace") as f:
+                headers: dict[str, str] = {}
+                for line in f:
+                    if not line.strip():
+                        break  # the body starts
+                    key, sep, value = line.partition(":")
+                    if sep:
+                        headers.setdefault(key.strip().lower(), value.strip())
+        except OSError:
+            continue
+        if "name" in headers:
+            return f" ({headers['name']} {headers.get('version')})"
+    return ""
+
+
+def _group_entries(text: str, group: str) -> list[tuple[str, str]]:
+    """``(name, value)`` pairs of ``[group]`` in an entry_points.txt (an ini-like file)."""
+    pairs: list[tuple[str, str]] = []
+    section = None
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            section = line.strip("[]").strip()
+        elif section == group:
+            name, _, value = line.partition("=")
+            pairs.append((name.strip(), value.strip()))
+    return pairs
+
+
+def _scan_folders() -> list[_EntryPoint] | None:
+    """The group's entry points of the distributions in folders on sys.path, or ``None`` when
+    something there needs importlib.metadata (see above)."""
+    hooks = [f for f in sys.meta_path if hasattr(f, "find_distributions")]
+    if hooks != [PathFinder]:
+        return None
+    found: list[_EntryPoint] = []
+    seen: set[str] = set()
+    for entry in sys.path:
+        if not isinstance(entry, str):
+            return None
+        root = entry or "."
+        if root.lower().endswith(".egg") or os.path.isfile(root):
+            return None  # an egg or a zip file: read by importlib.metadata only
+        try:
+            children = os.listdir(root)
+        except OSError:
+            continue  # not there (importlib.metadata skips it too)
+        for child in children:
+            stem, ext = os.path.splitext(child)
+            if ext.lower() not in (".dist-info", ".egg-info"):
+                continue
+            key = _normalized(stem.partition("-")[0])
+            if key in seen:
+                continue  # an earlier sys.path entry has this distribution
+            seen.add(key)
+            folder = os.path.join(root, child)
+            try:
+                with open(os.path.join(folder, "entry_points.txt"), encoding="utf-8") as f:
+                    text = f.read()
+            except OSError:
+                continue  # no entry points (or an egg-info file)
+            if ENTRY_POINT_GROUP not in text:
+                continue
+            label = _label_reader(folder)
+            found += [_EntryPoint(n, v, label) for n, v in _group_entries(text, ENTRY_POINT_GROUP)]
+    return found
+
+
+def _label_reader(folder: str) -> Callable[[], str]:
+    return lambda: _metadata_label(folder)
+
+
+def _scan_metadata() -> list[_EntryPoint]:
+    """The group's entry points as importlib.metadata finds them (anywhere it can look)."""
+    from importlib.metadata import EntryPoint, entry_points
+
+    def label(ep: EntryPoint) -> Callable[[], str]:
+        def read() -> str:
+            dist = getattr(ep, "dist", None)
+            if dist is None or dist.name is None:  # a folder without METADATA has no name
+                return ""
+            return f" ({dist.name} {dist.version})"
+
+        return read
+
+    return [
+        _EntryPoint(ep.name, ep.value, label(ep)) for ep in entry_points(group=ENTRY_POINT_GROUP)
+    ]
+
+
+def _entry_points_by_name() -> dict[str, list[_EntryPoint]]:
     """Every entry point of the group, by name; nothing is imported yet."""
     global _entry_points
     with _lock:
         if _entry_points is None:
-            found: dict[str, list[EntryPoint]] = {}
+            found: dict[str, list[_EntryPoint]] = {}
             seen: set[tuple[str, str]] = set()
-            for ep in entry_points(group=ENTRY_POINT_GROUP):
+            scanned = _scan_folders()
+            for ep in scanned if scanned is not None else _scan_metadata():
                 if (ep.name, ep.value) in seen:  # the same distribution seen twice on sys.path
                     continue
                 seen.add((ep.name, ep.value))

@@ -19,19 +19,20 @@ import logging
 import math
 import os
 import sys
-import traceback
 from collections.abc import Callable, Sequence
-
-import attrs
+from typing import TYPE_CHECKING
 
 from .. import __version__
 from ..errors import ImageError
-from ..manifest._gojson import quote
-from ..platform import Platform
-from ..plugins import list_transports
-from ..retry import RetryPolicy
-from ..types import Credentials, TransportOptions
 from . import _copyflags, _registry, _sync, _trust
+
+if TYPE_CHECKING:
+    from ..platform import Platform
+    from ..types import Credentials, TransportOptions
+
+# Start-up time is part of every command's run (a copy between two layouts takes a fraction
+# of a second), so this module and the parser it builds import only what parsing needs; each
+# command imports the library parts it uses when it runs (tests/unit/test_startup.py).
 
 __all__ = ["main"]
 
@@ -65,6 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except (ImageError, OSError) as e:
         if debug:
+            import traceback
+
             traceback.print_exc(file=sys.stderr)
         sys.stderr.write(f"{PROG}: error: {_one_line(e)}\n")
         return 1
@@ -162,6 +165,8 @@ def _marshal_indent(obj: object, indent: str = "    ") -> str:
 
 
 def _write_json(obj: object, out: list[str], indent: str, level: int) -> None:
+    from ..manifest._gojson import quote
+
     if obj is None:
         out.append("null")
     elif obj is True:
@@ -201,6 +206,8 @@ def _write_json(obj: object, out: list[str], indent: str, level: int) -> None:
 
 
 def _platform_arg(text: str) -> Platform:
+    from ..platform import Platform
+
     try:
         return Platform.parse(text)
     except ImageError as e:
@@ -217,6 +224,8 @@ def _bool_arg(text: str) -> bool:
 
 
 def _credentials_arg(text: str) -> Credentials:
+    from ..types import Credentials
+
     try:
         return Credentials.parse(text)
     except ImageError as e:
@@ -229,6 +238,8 @@ def _override_platform(args: argparse.Namespace) -> Platform | None:
     variant = getattr(args, "override_variant", None)
     if not (os_name or arch or variant):
         return None
+    from ..platform import Platform
+
     current = Platform.current()
     return Platform(
         os_name or current.os,
@@ -250,6 +261,8 @@ def _credentials_from_flags(args: argparse.Namespace, prefix: str) -> Credential
         raise FlagError(f"{flag}creds and {flag}password cannot be specified at the same time")
     if (username is None) != (password is None):
         raise FlagError(f"{flag}username and {flag}password must be specified together")
+    from ..types import Credentials
+
     if username is not None:
         assert password is not None
         creds = Credentials(username, password)
@@ -260,6 +273,8 @@ def _credentials_from_flags(args: argparse.Namespace, prefix: str) -> Credential
 
 def _transport_options(args: argparse.Namespace, prefix: str = "") -> TransportOptions:
     """The options one side of a command's flags ask for (``prefix`` ``src_`` / ``dest_``)."""
+    from ..retry import RetryPolicy
+    from ..types import TransportOptions
 
     def get(name: str) -> object:
         return getattr(args, prefix + name, None)
@@ -303,6 +318,8 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def _cmd_copy(args: argparse.Namespace) -> int:
+    import attrs
+
     from ..copy import CopyOptions, InstanceSelection, copy_image
     from ._copyflags import compression_options, make_progress
 
@@ -359,6 +376,8 @@ def _cmd_manifest_digest(args: argparse.Namespace) -> int:
 
 
 def _cmd_transports(args: argparse.Namespace) -> int:
+    from ..plugins import list_transports
+
     infos = list_transports()
     width = max((len(i.name) for i in infos), default=0)
     lines = "".join(f"{i.name:<{width}}  {i.origin}\n" for i in infos)

@@ -9,16 +9,18 @@ not import them.
 from __future__ import annotations
 
 import argparse
-import getpass
 import importlib
 import os
 import sys
 import urllib.parse
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 from ..errors import ImageError, InvalidReferenceError, UnknownTransportError, UnsupportedError
-from ..reference import Reference
-from ..types import Credentials, TransportOptions
+
+if TYPE_CHECKING:
+    from ..reference import Reference
+    from ..types import Credentials
 
 __all__ = ["add_commands"]
 
@@ -37,6 +39,7 @@ def _out(text: str) -> None:
 def _repository_reference(text: str) -> Reference:
     """``docker://NAME`` (or a bare ``NAME``) without tag or digest."""
     from ..plugins import get_transport
+    from ..reference import Reference
 
     name, sep, rest = text.partition(":")
     if sep and name == "docker":
@@ -103,6 +106,8 @@ def _login_key(text: str) -> tuple[str, str]:
     if not registry:
         raise InvalidReferenceError(f"invalid registry {text!r}")
     if key != registry:
+        from ..reference import Reference
+
         ref = Reference.parse(key)
         if not ref.is_name_only:
             raise InvalidReferenceError(f'reference "{key}" contains tag or digest')
@@ -116,6 +121,10 @@ def _read_password_stdin() -> str:
 
 def _prompt(username: str | None, password: str | None, stored_user: str) -> Credentials:
     """Ask for what was not given, on a terminal only."""
+    import getpass
+
+    from ..types import Credentials
+
     interactive = sys.stdin is not None and sys.stdin.isatty()
     if not username:
         if not interactive:
@@ -130,6 +139,8 @@ def _prompt(username: str | None, password: str | None, stored_user: str) -> Cre
 
 
 def _cmd_login(args: argparse.Namespace) -> int:
+    from ..types import TransportOptions
+
     af = _docker_module("_authfile")
     docker = _docker_module()
     AuthenticationError, RegistryError = docker.AuthenticationError, docker.RegistryError
@@ -177,6 +188,8 @@ def _cmd_login(args: argparse.Namespace) -> int:
 
 
 def _cmd_logout(args: argparse.Namespace) -> int:
+    from ..types import TransportOptions
+
     af = _docker_module("_authfile")
     RegistryError = _docker_module().RegistryError
 

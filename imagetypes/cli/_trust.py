@@ -8,13 +8,9 @@ GPG keys come from ``$GNUPGHOME`` (default ``~/.gnupg``), as with skopeo.
 from __future__ import annotations
 
 import argparse
-import getpass
 import logging
 import os
-import shutil
-import subprocess
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ImageError
@@ -22,6 +18,8 @@ from ..errors import ImageError
 log = logging.getLogger("imagetypes.cli")
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from ..trust import Policy
 
 __all__ = [
@@ -166,14 +164,18 @@ def _prompt_passphrase(key_file: str) -> str:
             f"cannot prompt for a passphrase for key {key_file}: standard input is not a "
             "terminal (use --passphrase-file / --sign-passphrase-file)"
         )
+    import getpass
+
     return getpass.getpass(f"Passphrase for key {key_file}: ")
 
 
 # -- copy's signing flags ------------------------------------------------------------------------
 
 
-def add_sign_flags(parser: argparse.ArgumentParser) -> None:
-    """``--sign-by`` and friends, and ``--additional-tag``, for ``copy``."""
+def add_sign_flags(parser: argparse.ArgumentParser, *, copy: bool = True) -> None:
+    """``--sign-by`` and friends, and ``--additional-tag``, for ``copy``; with ``copy=False``
+    (``sync``) only the flags ``skopeo sync`` has: no ``--sign-identity`` (each image is signed
+    as its own destination reference) and no ``--additional-tag``."""
     group = parser.add_argument_group("signing")
     group.add_argument(
         "--sign-by",
@@ -187,19 +189,22 @@ def add_sign_flags(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="sign the image using a sigstore private key at PATH",
     )
-    group.add_argument(
-        "--sign-identity",
-        dest="sign_identity",
-        metavar="REFERENCE",
-        help="identity of the signed image, a reference with a tag or digest (default: the "
-        "destination's Docker reference)",
-    )
+    if copy:
+        group.add_argument(
+            "--sign-identity",
+            dest="sign_identity",
+            metavar="REFERENCE",
+            help="identity of the signed image, a reference with a tag or digest (default: the "
+            "destination's Docker reference)",
+        )
     group.add_argument(
         "--sign-passphrase-file",
         dest="sign_passphrase_file",
         metavar="PATH",
         help="read a passphrase for signing from the first line of PATH",
     )
+    if not copy:
+        return
     parser.add_argument(
         "--additional-tag",
         dest="additional_tag",
@@ -263,6 +268,9 @@ def _cmd_standalone_sign(args: argparse.Namespace) -> int:
 
 def _export_public_keys(fingerprints: list[str]) -> bytes:
     """The public keys with those fingerprints from the user's GnuPG keyring ($GNUPGHOME)."""
+    import shutil
+    import subprocess
+
     from ..trust import GPGError
 
     gpg = shutil.which("gpg")
@@ -314,6 +322,8 @@ def _cmd_standalone_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_generate_sigstore_key(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from ..trust import generate_sigstore_key
 
     prefix = args.output_prefix

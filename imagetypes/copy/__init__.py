@@ -29,43 +29,50 @@ Progress is reported as :class:`ProgressEvent` s to an optional callback
 
 from __future__ import annotations
 
-from ._cache import BlobInfoCache, BlobLocation, default_cache_path
-from ._engine import copy_image
-from ._options import (
-    BlobInfoCacheSetting,
-    CompressionFormat,
-    CopyOptions,
-    CopyResult,
-    InstanceSelection,
-    ManifestFormat,
-)
-from ._progress import (
-    PROGRESS_INTERVAL,
-    BlobDone,
-    BlobOperation,
-    BlobProgress,
-    BlobSkipped,
-    BlobStarted,
-    CopyDone,
-    CopyStarted,
-    EventCollector,
-    ImageSkipped,
-    LayerRecompressed,
-    ManifestConverted,
-    ManifestWritten,
-    ProgressEvent,
-    Retrying,
-)
-from ._sync import (
-    SyncError,
-    SyncImage,
-    SyncOptions,
-    SyncReport,
-    SyncSource,
-    list_sync_images,
-    semver_constraint,
-    sync,
-)
+from importlib import import_module
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._cache import BlobInfoCache, BlobLocation, default_cache_path
+    from ._engine import copy_image
+    from ._options import (
+        BlobInfoCacheSetting,
+        CompressionFormat,
+        CopyOptions,
+        CopyResult,
+        InstanceSelection,
+        ManifestFormat,
+    )
+    from ._progress import (
+        PROGRESS_INTERVAL,
+        BlobDone,
+        BlobOperation,
+        BlobProgress,
+        BlobSkipped,
+        BlobStarted,
+        CopyDone,
+        CopyStarted,
+        EventCollector,
+        ImageSkipped,
+        LayerRecompressed,
+        ManifestConverted,
+        ManifestWritten,
+        ProgressEvent,
+        Retrying,
+        SignatureMethod,
+        SigningManifest,
+        StoringSignatures,
+    )
+    from ._sync import (
+        SyncError,
+        SyncImage,
+        SyncOptions,
+        SyncReport,
+        SyncSource,
+        list_sync_images,
+        semver_constraint,
+        sync,
+    )
 
 __all__ = [
     "PROGRESS_INTERVAL",
@@ -91,6 +98,9 @@ __all__ = [
     "ManifestWritten",
     "ProgressEvent",
     "Retrying",
+    "SignatureMethod",
+    "SigningManifest",
+    "StoringSignatures",
     "SyncError",
     "SyncImage",
     "SyncOptions",
@@ -102,3 +112,63 @@ __all__ = [
     "semver_constraint",
     "sync",
 ]
+
+# Each name is imported from its module on first use (PEP 562): the progress events (which the
+# command needs to draw bars) do not bring in the engine, nor the options the SQLite cache.
+_EXPORTS: dict[str, tuple[str, ...]] = {
+    "._cache": ("BlobInfoCache", "BlobLocation", "default_cache_path"),
+    "._engine": ("copy_image",),
+    "._options": (
+        "BlobInfoCacheSetting",
+        "CompressionFormat",
+        "CopyOptions",
+        "CopyResult",
+        "InstanceSelection",
+        "ManifestFormat",
+    ),
+    "._progress": (
+        "PROGRESS_INTERVAL",
+        "BlobDone",
+        "BlobOperation",
+        "BlobProgress",
+        "BlobSkipped",
+        "BlobStarted",
+        "CopyDone",
+        "CopyStarted",
+        "EventCollector",
+        "ImageSkipped",
+        "LayerRecompressed",
+        "ManifestConverted",
+        "ManifestWritten",
+        "ProgressEvent",
+        "Retrying",
+        "SignatureMethod",
+        "SigningManifest",
+        "StoringSignatures",
+    ),
+    "._sync": (
+        "SyncError",
+        "SyncImage",
+        "SyncOptions",
+        "SyncReport",
+        "SyncSource",
+        "list_sync_images",
+        "semver_constraint",
+        "sync",
+    ),
+}
+_MODULE_OF: dict[str, str] = {name: module for module, names in _EXPORTS.items() for name in names}
+
+if not TYPE_CHECKING:  # hidden from type checkers, so a misspelt name stays an error there
+
+    def __getattr__(name: str) -> object:
+        module = _MODULE_OF.get(name)
+        if module is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value = getattr(import_module(module, __name__), name)
+        globals()[name] = value  # later look-ups find it without calling this function
+        return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

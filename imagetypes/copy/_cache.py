@@ -4,26 +4,40 @@ A small SQLite file shared by copies and by processes (WAL journal, a busy timeo
 containers/image's ``blob-info-cache-v1.sqlite``. It only ever saves work: a wrong or lost
 entry makes a copy transfer a blob it could have mounted or reused, never write a wrong one,
 because destinations verify what they are told they have.
+
+Nothing here touches SQLite (or imports :mod:`sqlite3`) until a look-up or a record needs the
+file, and the copy engine asks only when the answer can save work (:func:`takes_location_hints`,
+:func:`worth_recording`): a copy between two local layouts never opens the cache.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import attrs
 
 from ..digest import Digest
 from ..errors import ImageError
-from ..types import ImageReference
+from ..types import ImageDestination, ImageReference
 
-__all__ = ["BlobInfoCache", "BlobLocation", "default_cache_path", "location_of"]
+if TYPE_CHECKING:
+    import sqlite3
+
+__all__ = [
+    "BlobInfoCache",
+    "BlobLocation",
+    "default_cache_path",
+    "location_of",
+    "takes_location_hints",
+    "worth_recording",
+]
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +92,30 @@ def location_of(reference: ImageReference) -> BlobLocation:
     return BlobLocation(reference.transport.name, scope, str(reference))
 
 
+def takes_location_hints(destination: ImageDestination) -> bool:
+    """Whether ``destination`` acts on where else a blob was seen (a registry mounts from there).
+
+    One that keeps the default :meth:`~imagetypes.ImageDestination.note_blob_locations`, which
+    ignores them, gains nothing from a look-up.
+    """
+    hook = type(destination).note_blob_locations
+    return hook is not ImageDestination.note_blob_locations
+
+
+def worth_recording(source: ImageReference, destination: ImageDestination) -> bool:
+    """Whether the places a copy saw its blobs can save a later copy work.
+
+    They can when either end is a named repository (a later push to its registry mounts from
+    there) or when the destination acts on location hints. The locations of two local layouts
+    would never be used: recording them would only cost opening the cache.
+    """
+    return (
+        takes_location_hints(destination)
+        or source.docker_reference is not None
+        or destination.reference.docker_reference is not None
+    )
+
+
 class BlobInfoCache:
     """A blob-info cache in the SQLite file at ``path`` (created on first use).
 
@@ -96,7 +134,10 @@ class BlobInfoCache:
     # -- connections -------------------------------------------------------------------------
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        # One connection per operation: cheap, and never shared between threads.
+        # One connection per operation: cheap, and never shared between threads. sqlite3 is
+        # imported here, by the first operation, so a program that never uses it skips it.
+        import sqlite3
+
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None)
         try:
@@ -124,6 +165,8 @@ class BlobInfoCache:
         ]
         if not rows:
             return
+        import sqlite3
+
         try:
             with self._connect() as conn:
                 conn.execute("BEGIN IMMEDIATE")
@@ -145,6 +188,8 @@ class BlobInfoCache:
             query += " AND transport = ?"
             params.append(transport)
         query += f" ORDER BY last_seen DESC LIMIT {MAX_LOCATIONS}"
+        import sqlite3
+
         try:
             with self._connect() as conn:
                 rows = conn.execute(query, params).fetchall()
@@ -164,6 +209,8 @@ class BlobInfoCache:
         rows = [(str(c), str(u), comp, now) for c, u, comp in pairs]
         if not rows:
             return
+        import sqlite3
+
         try:
             with self._connect() as conn:
                 conn.execute("BEGIN IMMEDIATE")
@@ -180,6 +227,8 @@ class BlobInfoCache:
 
     def uncompressed_digest(self, digest: Digest) -> Digest | None:
         """The digest of the uncompressed form of the blob ``digest``, if known."""
+        import sqlite3
+
         try:
             with self._connect() as conn:
                 row = conn.execute(
@@ -192,6 +241,8 @@ class BlobInfoCache:
 
     def compressed_digests(self, uncompressed: Digest, compression: str) -> list[Digest]:
         """Known blobs that are ``uncompressed`` compressed with ``compression``, newest first."""
+        import sqlite3
+
         try:
             with self._connect() as conn:
                 rows = conn.execute(

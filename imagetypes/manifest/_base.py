@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
-from .. import _display
 from .. import mediatypes as mt
 from ..descriptor import Descriptor
 from ..digest import Digest
@@ -19,6 +18,8 @@ from ._json import json_type, load_object, to_bytes
 
 if TYPE_CHECKING:
     from typing_extensions import Self
+
+    from .. import _display
 
 __all__ = ["ImageManifest", "IndexManifest", "Manifest"]
 
@@ -301,9 +302,13 @@ class Manifest:
 
     # Rich display in IPython and Jupyter: type, digest, size, blobs or instances.
     def _repr_html_(self) -> str:
+        from .. import _display
+
         return _display.render_html(_display.manifest_card(self))
 
     def _repr_pretty_(self, p: _display.PrettyPrinter, cycle: bool) -> None:
+        from .. import _display
+
         _display.render_pretty(_display.manifest_card(self), p, cycle, repr(self))
 
 

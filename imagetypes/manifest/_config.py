@@ -5,11 +5,10 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from .. import _display
 from .. import mediatypes as mt
 from ..descriptor import Descriptor
 from ..digest import Digest
@@ -17,6 +16,9 @@ from ..errors import ImageError, ManifestError
 from ..platform import Platform
 from ._base import read_annotations, read_str
 from ._json import json_type, load_object, to_bytes
+
+if TYPE_CHECKING:
+    from .. import _display
 
 __all__ = ["ImageConfig"]
 
@@ -158,7 +160,11 @@ class ImageConfig:
 
     # Rich display in IPython and Jupyter: platform, creation, environment, labels, history.
     def _repr_html_(self) -> str:
+        from .. import _display
+
         return _display.render_html(_display.config_card(self))
 
     def _repr_pretty_(self, p: _display.PrettyPrinter, cycle: bool) -> None:
+        from .. import _display
+
         _display.render_pretty(_display.config_card(self), p, cycle, repr(self))

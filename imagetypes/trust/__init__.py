@@ -13,56 +13,60 @@
 
 from __future__ import annotations
 
-from ._errors import (
-    BlockedRegistryError,
-    GPGError,
-    InvalidPolicyError,
-    InvalidSignatureError,
-    PolicyRejectedError,
-    RegistriesConfError,
-    SigstoreUnavailableError,
-)
-from ._identity import (
-    ExactReference,
-    ExactRepository,
-    MatchExact,
-    MatchRepoDigestOrExact,
-    MatchRepository,
-    RemapIdentity,
-    SignedIdentity,
-    parse_signed_identity,
-)
-from ._policy import (
-    InsecureAcceptAnything,
-    Policy,
-    PolicyRequirement,
-    Reject,
-    SignedBaseLayer,
-    SignedBy,
-    SigstoreSigned,
-    default_policy_path,
-    image_reference_scope,
-    policy_scope_namespaces,
-)
-from ._registries_conf import Endpoint, PullSource, RegistriesConf, Registry
-from ._registries_d import LookasideConfig, RegistriesD, lookaside_signature_url
-from ._signature import (
-    SIGSTORE_SIGNATURE_ANNOTATION,
-    SIGSTORE_SIGNATURE_MIME_TYPE,
-    SignaturePayload,
-    SigstoreSignature,
-    SimpleSignature,
-    VerifiedSignature,
-    parse_signature_blob,
-)
-from ._sigstore import (
-    SigstoreKeyError,
-    generate_sigstore_key,
-    sign_sigstore,
-    sigstore_public_key,
-    verify_sigstore,
-)
-from ._simple import sign_simple, verify_simple
+from importlib import import_module
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._errors import (
+        BlockedRegistryError,
+        GPGError,
+        InvalidPolicyError,
+        InvalidSignatureError,
+        PolicyRejectedError,
+        RegistriesConfError,
+        SigstoreUnavailableError,
+    )
+    from ._identity import (
+        ExactReference,
+        ExactRepository,
+        MatchExact,
+        MatchRepoDigestOrExact,
+        MatchRepository,
+        RemapIdentity,
+        SignedIdentity,
+        parse_signed_identity,
+    )
+    from ._policy import (
+        InsecureAcceptAnything,
+        Policy,
+        PolicyRequirement,
+        Reject,
+        SignedBaseLayer,
+        SignedBy,
+        SigstoreSigned,
+        default_policy_path,
+        image_reference_scope,
+        policy_scope_namespaces,
+    )
+    from ._registries_conf import Endpoint, PullSource, RegistriesConf, Registry
+    from ._registries_d import LookasideConfig, RegistriesD, lookaside_signature_url
+    from ._signature import (
+        SIGSTORE_SIGNATURE_ANNOTATION,
+        SIGSTORE_SIGNATURE_MIME_TYPE,
+        SignaturePayload,
+        SigstoreSignature,
+        SimpleSignature,
+        VerifiedSignature,
+        parse_signature_blob,
+    )
+    from ._sigstore import (
+        SigstoreKeyError,
+        generate_sigstore_key,
+        sign_sigstore,
+        sigstore_public_key,
+        verify_sigstore,
+    )
+    from ._simple import sign_simple, verify_simple
 
 __all__ = [
     "SIGSTORE_SIGNATURE_ANNOTATION",
@@ -112,3 +116,73 @@ __all__ = [
     "verify_sigstore",
     "verify_simple",
 ]
+
+# Each name is imported from its module on first use (PEP 562): reading a policy does not load
+# the sigstore (cryptography) or GPG code, nor registries.conf parsing, until they are asked for.
+_EXPORTS: dict[str, tuple[str, ...]] = {
+    "._errors": (
+        "BlockedRegistryError",
+        "GPGError",
+        "InvalidPolicyError",
+        "InvalidSignatureError",
+        "PolicyRejectedError",
+        "RegistriesConfError",
+        "SigstoreUnavailableError",
+    ),
+    "._identity": (
+        "ExactReference",
+        "ExactRepository",
+        "MatchExact",
+        "MatchRepoDigestOrExact",
+        "MatchRepository",
+        "RemapIdentity",
+        "SignedIdentity",
+        "parse_signed_identity",
+    ),
+    "._policy": (
+        "InsecureAcceptAnything",
+        "Policy",
+        "PolicyRequirement",
+        "Reject",
+        "SignedBaseLayer",
+        "SignedBy",
+        "SigstoreSigned",
+        "default_policy_path",
+        "image_reference_scope",
+        "policy_scope_namespaces",
+    ),
+    "._registries_conf": ("Endpoint", "PullSource", "RegistriesConf", "Registry"),
+    "._registries_d": ("LookasideConfig", "RegistriesD", "lookaside_signature_url"),
+    "._signature": (
+        "SIGSTORE_SIGNATURE_ANNOTATION",
+        "SIGSTORE_SIGNATURE_MIME_TYPE",
+        "SignaturePayload",
+        "SigstoreSignature",
+        "SimpleSignature",
+        "VerifiedSignature",
+        "parse_signature_blob",
+    ),
+    "._sigstore": (
+        "SigstoreKeyError",
+        "generate_sigstore_key",
+        "sign_sigstore",
+        "sigstore_public_key",
+        "verify_sigstore",
+    ),
+    "._simple": ("sign_simple", "verify_simple"),
+}
+_MODULE_OF: dict[str, str] = {name: module for module, names in _EXPORTS.items() for name in names}
+
+if not TYPE_CHECKING:  # hidden from type checkers, so a misspelt name stays an error there
+
+    def __getattr__(name: str) -> object:
+        module = _MODULE_OF.get(name)
+        if module is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value = getattr(import_module(module, __name__), name)
+        globals()[name] = value  # later look-ups find it without calling this function
+        return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

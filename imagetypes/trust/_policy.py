@@ -22,9 +22,9 @@ from ..reference import Reference
 from ._errors import InvalidPolicyError, InvalidSignatureError, PolicyRejectedError
 from ._identity import MatchRepoDigestOrExact, SignedIdentity, parse_signed_identity
 from ._json import decode_base64, json_type, load_json, object_fields, string_field
-from ._signature import SigstoreSignature, parse_signature_blob
-from ._sigstore import verify_sigstore
-from ._simple import verify_simple
+
+# The signature code (GPG, and sigstore's cryptography) is imported by the requirements that
+# verify signatures, when they do: a policy that accepts anything never loads it.
 
 if TYPE_CHECKING:
     from ..types import ImageReference
@@ -138,7 +138,12 @@ class SignedBy(PolicyRequirement):
     key_type: str = attrs.field(default="GPGKeys", validator=_check_key_type)
 
     def __attrs_post_init__(self) -> None:
-        given = [x is not None for x in (self.key_path, self.key_paths, self.key_data)]
+        # An empty keyPath names no key source, as in containers/image.
+        given = [
+            bool(self.key_path),
+            self.key_paths is not None,
+            self.key_data is not None,
+        ]
         if sum(given) != 1:
             raise InvalidPolicyError(
                 "signedBy: exactly one of keyPath, keyPaths and keyData must be specified"
@@ -162,6 +167,8 @@ class SignedBy(PolicyRequirement):
         simple = [s for s in image.signatures if not _is_sigstore(s)]
         if not simple:
             raise _Rejected(_summary([]))
+        from ._simple import verify_simple
+
         keyrings = self._keyrings()
         rejections = []
         for blob in simple:
@@ -228,6 +235,9 @@ class SigstoreSigned(PolicyRequirement):
                 key = Path(self.key_path).read_bytes()
             except OSError as e:
                 raise _Rejected(f"cannot read the public key {self.key_path}: {e.strerror}") from e
+        from ._signature import SigstoreSignature, parse_signature_blob
+        from ._sigstore import verify_sigstore
+
         rejections = []
         others = 0
         for blob in image.signatures:
@@ -264,6 +274,8 @@ class SigstoreSigned(PolicyRequirement):
 
 
 def _is_sigstore(blob: bytes) -> bool:
+    from ._signature import SigstoreSignature, parse_signature_blob
+
     try:
         return isinstance(parse_signature_blob(blob), SigstoreSignature)
     except InvalidSignatureError:
@@ -293,6 +305,11 @@ def _parse_requirement(value: object) -> PolicyRequirement:
             required=("type", "keyType"),
             optional=("keyPath", "keyPaths", "keyData", "signedIdentity"),
         )
+        if sum(k in obj for k in ("keyPath", "keyPaths", "keyData")) > 1:
+            raise err(
+                "signedBy: exactly one of keyPath, keyPaths and keyData must be specified, "
+                "more than one present"
+            )
         key_paths = obj.get("keyPaths")
         if key_paths is not None and (
             not isinstance(key_paths, list) or not all(isinstance(p, str) for p in key_paths)

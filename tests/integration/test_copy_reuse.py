@@ -3,7 +3,6 @@ and the blob-info cache turns a later push into cross-repository mounts."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import httpx
@@ -145,13 +144,10 @@ def test_without_the_cache_the_push_uploads(registry: RunningRegistry, tmp_path:
     assert not [q for q in QUERIES if "mount=" in q]
 
 
-def test_cache_records_both_ends(tmp_path: Path) -> None:
-    img = make_image(6)
-    src = write_oci_layout(tmp_path / "src", {"v1": img})
+def test_a_copy_between_layouts_leaves_the_cache_closed(tmp_path: Path) -> None:
+    # Nothing a later copy could use: a local copy neither reads nor writes the cache.
+    src = write_oci_layout(tmp_path / "src", {"v1": make_image(6)})
     cache = BlobInfoCache(tmp_path / "c.sqlite")
     copy_image(f"oci:{src}:v1", f"oci:{tmp_path / 'dst'}:v1", CopyOptions(blob_info_cache=cache))
-    layer = json.loads(img.manifest)["layers"][0]["digest"]
-    from imagetypes.digest import Digest
-
-    refs = {loc.reference for loc in cache.locations(Digest.parse(layer))}
-    assert refs == {f"oci:{src}:v1", f"oci:{tmp_path / 'dst'}:v1"}
+    assert (tmp_path / "dst" / "index.json").exists()
+    assert not cache.path.exists()

@@ -107,10 +107,13 @@ def test_a_broken_cache_file_only_warns(
 ) -> None:
     broken = tmp_path / "broken.sqlite"
     broken.write_bytes(b"this is not a database" * 100)
-    store.add_built("src", make_image(1))
+    # Layers to compress: the copy consults the cache (a plain local copy would not open it).
+    store.add_built("src", _plain(1))
+    options = CopyOptions(dest_compress=True, blob_info_cache=str(broken))
     with caplog.at_level(logging.WARNING, logger="imagetypes.copy"):
-        result = copy_image("memory:src", "memory:dst", CopyOptions(blob_info_cache=str(broken)))
+        result = copy_image("memory:src", "memory:dst", options)
     assert result.blobs_copied == 3
+    assert result.layers_recompressed == 2
     assert any("blob-info cache" in r.getMessage() for r in caplog.records)
 
 

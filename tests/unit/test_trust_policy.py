@@ -103,6 +103,27 @@ def test_default_signed_identity_is_match_repo_digest_or_exact() -> None:
             '"keyData": "AA=="}]}',
             "exactly one of keyPath",
         ),
+        # As containers/image: an empty keyPath, or a null keyPaths, is no key source at all.
+        ('{"default": [{"type": "signedBy", "keyType": "GPGKeys", "keyPath": ""}]}', "exactly one"),
+        (
+            '{"default": [{"type": "signedBy", "keyType": "GPGKeys", "keyPaths": null}]}',
+            "exactly one",
+        ),
+        (
+            '{"default": [{"type": "signedBy", "keyType": "GPGKeys", "keyPath": "", '
+            '"keyData": "AA=="}]}',
+            "exactly one",
+        ),
+        # keyPaths and keyDatas for sigstoreSigned came after containers/image 5.23 (whose
+        # containers-policy.json(5) is the spec here, and skopeo 1.9.3 refuses them too).
+        (
+            '{"default": [{"type": "sigstoreSigned", "keyPaths": ["/k"]}]}',
+            "unknown key 'keyPaths'",
+        ),
+        (
+            '{"default": [{"type": "sigstoreSigned", "keyPath": "/k", "keyData": "AA=="}]}',
+            "exactly one of keyPath and keyData",
+        ),
         ('{"default": [{"type": "signedBy", "keyType": "PGP", "keyPath": "/a"}]}', "keyType"),
         ('{"default": [{"type": "signedBy", "keyPath": "/a"}]}', "'keyType' missing"),
         (
