@@ -207,10 +207,26 @@ def test_chunked_upload_resumes_after_a_500(proxy: FaultProxy) -> None:
     status_checks = [s for s in proxy.seen if s.method == "GET" and "/blobs/uploads/" in s.path]
     assert len(status_checks) == 1
     # A chunk that arrived but whose answer was lost: distribution will not resume such an
-    # upload (its upload state records the old offset); that is said, not hidden.
+    # upload (its upload state records the old offset). All of it is still at hand (under the
+    # replay window): the client starts a new upload and sends it again.
+    proxy.seen.clear()
+    proxy.add(Fault("PATCH", "/blobs/uploads/", "drop"))
+    with via(proxy, "faults/upload2:t").open_destination(options) as dest:
+        got = dest.put_blob(io.BytesIO(data), BlobInfo("", digest, len(data)))
+    assert got.digest == digest
+    assert len([s for s in proxy.seen if s.method == "POST"]) == 2
+    # One streamed PATCH, with a replay window too small to start over: that is said.
+    small = attrs.evolve(
+        options,
+        extra={
+            "docker.monolithic_limit": 0,
+            "docker.upload_chunk_size": 0,
+            "docker.upload_replay_window": 512 * 1024,
+        },
+    )
     proxy.add(Fault("PATCH", "/blobs/uploads/", "drop"))
     with (
-        via(proxy, "faults/upload2:t").open_destination(options) as dest,
+        via(proxy, "faults/upload3:t").open_destination(small) as dest,
         pytest.raises(RegistryError, match=r"could not be resumed.*BLOB_UPLOAD_INVALID"),
     ):
         dest.put_blob(io.BytesIO(data), BlobInfo("", digest, len(data)))

@@ -4,7 +4,9 @@ below stands for a registry answer documented in the distribution / OCI specs.""
 
 from __future__ import annotations
 
+import io
 import json
+import random
 from collections.abc import Callable
 
 import httpx
@@ -18,6 +20,7 @@ from imagetypes import (
     ManifestTooLargeError,
     RetryPolicy,
     TransportOptions,
+    VerifyingReader,
 )
 from imagetypes import mediatypes as mt
 from imagetypes_transports.docker import (
@@ -25,6 +28,7 @@ from imagetypes_transports.docker import (
     BlobUnknownError,
     ManifestUnknownError,
     RegistryClient,
+    RegistryConnectionError,
     RegistryError,
     RegistryUnsupportedError,
     TooManyRequestsError,
@@ -226,3 +230,183 @@ def test_blob_that_ends_early_is_resumed() -> None:
         assert reader.read() == blob
         assert reader.resumes == 1
     assert calls == [None, "bytes=300-"]
+
+
+# -- streamed uploads against a registry that keeps what arrived of a cut PATCH ---------------
+# distribution 2.8 refuses to go on with such an upload; the OCI distribution spec lets a
+# registry keep the bytes and report them (GET on the upload: 204 with ``Range: 0-<last>``).
+MiB = 1024 * 1024
+
+
+class PartialRegistry:
+    """An upload endpoint that stores what it receives, even from a PATCH cut mid-way."""
+
+    def __init__(self, cuts: list[int], *, keep_partial: bool = True) -> None:
+        self.cuts = list(cuts)  # cut the n-th PATCH after this many of its bytes
+        self.keep_partial = keep_partial
+        self.data = bytearray()
+        self.requests: list[tuple[str, dict[str, str]]] = []
+        self.stored: dict[str, bytes] = {}
+        self.uploads = 0
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        headers = dict(request.headers)
+        self.requests.append((request.method, headers))
+        here = {"Location": "/v2/r/blobs/uploads/u1"}
+        if request.method == "POST":
+            self.uploads += 1
+            self.data = bytearray()
+            return httpx.Response(202, headers=here)
+        if request.method == "GET":
+            last = max(len(self.data) - 1, 0)
+            return httpx.Response(204, headers={**here, "Range": f"0-{last}"})
+        if request.method == "PATCH":
+            cut = self.cuts.pop(0) if self.cuts else None
+            # Without a Content-Range the bytes are appended, as distribution does.
+            start = headers.get("content-range", f"{len(self.data)}-").partition("-")[0]
+            if int(start) != len(self.data):
+                return httpx.Response(416, headers={**here, "Range": f"0-{len(self.data) - 1}"})
+            before = len(self.data)
+            got = 0
+            assert isinstance(request.stream, httpx.SyncByteStream)
+            for piece in request.stream:
+                if cut is not None and got + len(piece) > cut:
+                    self.data += piece[: cut - got]
+                    if not self.keep_partial:
+                        del self.data[before:]
+                    raise httpx.WriteError("connection reset by peer")
+                self.data += piece
+                got += len(piece)
+            if "content-length" in headers:
+                assert got == int(headers["content-length"])
+            return httpx.Response(202, headers={**here, "Range": f"0-{len(self.data) - 1}"})
+        if request.method == "PUT":
+            digest = request.url.params["digest"]
+            assert str(Digest.from_bytes(bytes(self.data))) == digest
+            self.stored[digest] = bytes(self.data)
+            return httpx.Response(201, headers={"Docker-Content-Digest": digest})
+        if request.method == "DELETE":
+            return httpx.Response(204)
+        raise AssertionError(request.method)
+
+    def of(self, method: str) -> list[dict[str, str]]:
+        return [h for m, h in self.requests if m == method]
+
+
+class StreamingTransport(httpx.BaseTransport):
+    """Like ``httpx.MockTransport``, but the handler reads the request body as it streams in
+    (MockTransport reads all of it first), as a server on a socket would."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v2/":
+            return httpx.Response(200, json={})
+        return self.handler(request)
+
+
+def upload_client(registry: PartialRegistry, **extra: object) -> RegistryClient:
+    opts = TransportOptions(
+        retry=RetryPolicy(attempts=2, backoff=0), extra={"docker.monolithic_limit": 0, **extra}
+    )
+    return RegistryClient(
+        "registry.example", opts, transport=StreamingTransport(registry), sleep=lambda s: None
+    )
+
+
+def blob(size: int) -> tuple[bytes, Digest]:
+    data = bytes(random.Random(size).randbytes(size))
+    return data, Digest.from_bytes(data)
+
+
+@pytest.mark.parametrize("cut", [2, 700_000, 2 * MiB + 17, 5 * MiB - 1])
+def test_cut_patch_resumes_from_the_registry_offset(cut: int) -> None:
+    data, digest = blob(5 * MiB + 3)
+    registry = PartialRegistry([cut])
+    with upload_client(registry) as c:
+        got = c.upload_blob("r", VerifyingReader(io.BytesIO(data), digest, len(data)), len(data))
+    assert got == (digest, len(data))
+    assert registry.stored == {str(digest): data}
+    assert registry.uploads == 1  # resumed, not started over
+    first, second = registry.of("PATCH")
+    assert "content-range" not in first  # a stream upload
+    assert first["content-length"] == str(len(data))
+    assert second["content-range"] == f"{cut}-{len(data) - 1}"
+    assert second["content-length"] == str(len(data) - cut)
+    assert len(registry.of("GET")) == 1
+
+
+def test_cut_patch_of_unknown_length_resumes_chunked() -> None:
+    data, digest = blob(3 * MiB)
+    registry = PartialRegistry([MiB + 5, MiB])
+    with upload_client(registry) as c:
+        got = c.upload_blob("r", VerifyingReader(io.BytesIO(data), digest))
+    assert got == (digest, len(data))
+    assert registry.stored == {str(digest): data}
+    assert registry.uploads == 1
+    patches = registry.of("PATCH")
+    assert len(patches) == 3
+    assert all(p.get("transfer-encoding") == "chunked" for p in patches)
+
+
+def test_cut_before_the_replay_window_fails_cleanly() -> None:
+    data, digest = blob(6 * MiB)
+    # The registry dropped what it got of the PATCH: more than the window was sent since.
+    registry = PartialRegistry([3 * MiB], keep_partial=False)
+    with (
+        upload_client(registry, **{"docker.upload_replay_window": MiB}) as c,
+        pytest.raises(RegistryError, match=r"has 0 bytes, only bytes \d+ to \d+ are still"),
+    ):
+        c.upload_blob("r", VerifyingReader(io.BytesIO(data), digest, len(data)), len(data))
+    assert registry.stored == {}
+    assert registry.of("DELETE")  # the upload was cancelled
+
+
+def test_cut_of_a_blob_within_the_window_starts_over_when_it_must() -> None:
+    data, digest = blob(3 * MiB)
+    registry = PartialRegistry([0])
+    with upload_client(registry) as c:
+        assert c.upload_blob("r", VerifyingReader(io.BytesIO(data), digest), None)[0] == digest
+    # The registry kept nothing and the stream (3 MiB) fits in the window: sent again.
+    assert registry.stored == {str(digest): data}
+    assert registry.uploads == 1
+
+
+def test_chunk_limit_splits_the_stream_into_patches() -> None:
+    data, digest = blob(5 * MiB + 1)
+    registry = PartialRegistry([])
+    with upload_client(registry, **{"docker.upload_chunk_size": 2 * MiB}) as c:
+        c.upload_blob("r", VerifyingReader(io.BytesIO(data), digest, len(data)), len(data))
+    assert registry.stored == {str(digest): data}
+    ranges = [p.get("content-range") for p in registry.of("PATCH")]
+    assert ranges == [None, f"{2 * MiB}-{4 * MiB - 1}", f"{4 * MiB}-{5 * MiB}"]
+
+
+def test_a_failing_source_is_not_taken_for_a_registry_failure() -> None:
+    data, digest = blob(3 * MiB)
+
+    class Breaks(io.BytesIO):
+        def read(self, size: int | None = -1, /) -> bytes:
+            if self.tell() >= MiB:
+                raise RegistryConnectionError("the source registry went away")
+            return super().read(size)
+
+    registry = PartialRegistry([])
+    with (
+        upload_client(registry) as c,
+        pytest.raises(RegistryConnectionError, match="source registry went away"),
+    ):
+        c.upload_blob("r", VerifyingReader(Breaks(data), digest, len(data)), len(data))
+    assert len(registry.of("PATCH")) == 1  # not resent: the registry was not at fault
+    assert registry.stored == {}
+
+
+def test_a_corrupt_source_never_completes_the_upload() -> None:
+    data, digest = blob(3 * MiB)
+    registry = PartialRegistry([])
+    bad = data[:-1] + b"\0"
+    with upload_client(registry) as c, pytest.raises(DigestMismatchError):
+        c.upload_blob("r", VerifyingReader(io.BytesIO(bad), digest, len(data)), len(data))
+    assert registry.stored == {}
+    assert not registry.of("PUT")

@@ -11,7 +11,10 @@ Settings beyond :class:`~imagetypes.TransportOptions` go in its ``extra`` mappin
 - ``docker.page_size``: page size for tags and catalog listings;
 - ``docker.event_hooks``: httpx event hooks (``{"request": [...], "response": [...]}``);
 - ``docker.timeout``: network timeout in seconds (default 60);
-- ``docker.upload_chunk_size`` / ``docker.monolithic_limit``: upload chunking, in bytes;
+- ``docker.upload_chunk_size``: the largest PATCH of an upload, in bytes (default 0: each blob
+  is streamed in one PATCH); ``docker.monolithic_limit``: blobs up to this size go in one PUT;
+- ``docker.upload_replay_window``: how many of the last bytes sent are kept to resume a failed
+  PATCH (default 4 MiB);
 - ``docker.http_transport``: an ``httpx.BaseTransport`` to send requests through;
 - ``docker.registries_conf``: the registries.conf (a path or a
   :class:`~imagetypes.trust.RegistriesConf`) for blocking, insecure registries, location

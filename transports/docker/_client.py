@@ -15,7 +15,8 @@ import ssl
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -59,6 +60,8 @@ __all__ = [
     "MAX_MANIFEST_SIZE",
     "MONOLITHIC_UPLOAD_LIMIT",
     "UPLOAD_CHUNK_SIZE",
+    "UPLOAD_PIECE_SIZE",
+    "UPLOAD_REPLAY_WINDOW",
     "BlobReader",
     "ManifestInfo",
     "RegistryClient",
@@ -77,10 +80,16 @@ MAX_MANIFEST_SIZE = 4 * 1024 * 1024
 MAX_ERROR_BODY = 1024 * 1024
 #: Bound on a page of tags, catalog or referrers.
 MAX_LIST_BODY = 4 * 1024 * 1024
-#: Blobs of known size below this are uploaded in one PUT; others in PATCH chunks.
+#: Blobs of known size below this are uploaded in one PUT; others in a streamed PATCH.
 MONOLITHIC_UPLOAD_LIMIT = 8 * 1024 * 1024
-#: The size of each PATCH of a chunked upload (buffered, so that a failed one can be resent).
-UPLOAD_CHUNK_SIZE = 2 * 1024 * 1024
+#: The largest PATCH of an upload; 0: each blob goes in one streamed PATCH (the default, as
+#: registries do costly work per PATCH).
+UPLOAD_CHUNK_SIZE = 0
+#: An upload reads its source in pieces of this size.
+UPLOAD_PIECE_SIZE = 1024 * 1024
+#: How many of the bytes last sent an upload keeps, to resend them from where the registry
+#: says it stopped after a failure; a blob no bigger than this can always start over.
+UPLOAD_REPLAY_WINDOW = 4 * 1024 * 1024
 
 _ACCEPT_MANIFESTS = ", ".join(mt.MANIFEST_TYPES)
 _OCTET = "application/octet-stream"
@@ -140,6 +149,9 @@ class RegistryClient:
         hooks: Mapping[str, list[Callable[..., Any]]] = extra.get("docker.event_hooks") or {}
         self.upload_chunk_size = int(extra.get("docker.upload_chunk_size", UPLOAD_CHUNK_SIZE))
         self.monolithic_limit = int(extra.get("docker.monolithic_limit", MONOLITHIC_UPLOAD_LIMIT))
+        self.upload_replay_window = int(
+            extra.get("docker.upload_replay_window", UPLOAD_REPLAY_WINDOW)
+        )
         timeout = float(extra.get("docker.timeout", 60.0))
         self._http = httpx.Client(
             auth=self.auth,
@@ -208,16 +220,18 @@ class RegistryClient:
         expect: Sequence[int] = (200,),
         headers: Mapping[str, str] | None = None,
         params: Mapping[str, str] | None = None,
-        content: bytes | None = None,
+        content: bytes | Iterable[bytes] | None = None,
         retry: bool | None = None,
+        resend: bool = True,
         what: str = "",
         not_found: _NotFound = RegistryError,
     ) -> httpx.Response:
         """Send a request (retrying per policy when idempotent); return the streamed response.
 
+        ``resend=False`` sends it once whatever happens (its body is a stream read once).
         A status outside ``expect`` raises the typed error; the caller closes the response.
         """
-        retriable = method in _IDEMPOTENT if retry is None else retry
+        retriable = (method in _IDEMPOTENT if retry is None else retry) and resend
         delays = iter(self.retry.delays() if retriable else ())
         delays_for_429 = False
         attempt = 0
@@ -241,7 +255,7 @@ class RegistryClient:
             status = response.status_code
             if status in expect:
                 return response
-            if status in self.retry.statuses and (retriable or status == 429):
+            if status in self.retry.statuses and (retriable or (status == 429 and resend)):
                 # 429 means the request was not processed, so even a POST may be sent again.
                 if not retriable and not delays_for_429:
                     delays = iter(self.retry.delays())
@@ -259,7 +273,10 @@ class RegistryClient:
                 body = b""  # the status alone still makes a typed error
             finally:
                 response.close()
-            raise _error_for(response, body, what, not_found)
+            answer = _error_for(response, body, what, not_found)
+            # Worth a new try later (the copy engine puts a blob again); never credentials.
+            answer.retryable = status in self.retry.statuses and status not in (401, 403)
+            raise answer
 
     def _retrying(self, what: str, attempt: int, delay: float, reason: str) -> None:
         """Report a retry (log and the caller's on_retry), then wait before it."""
@@ -358,7 +375,14 @@ class RegistryClient:
             raise ManifestTooLargeError(
                 f"a manifest of {len(data)} bytes is over the {MAX_MANIFEST_SIZE} byte limit"
             )
-        digest = Digest.from_bytes(data)
+        if media_type == mt.DOCKER_SCHEMA1_SIGNED_MANIFEST:
+            # A signed schema 1 manifest is addressed by the digest of its payload (the
+            # signatures are not part of it), as the registry computes it.
+            from imagetypes.image import manifest_digest
+
+            digest = manifest_digest(data)
+        else:
+            digest = Digest.from_bytes(data)
         what = f"manifest {self.host}/{repository}{_ref_suffix(reference)}"
         if reference.startswith(digest.algorithm + ":") and reference != str(digest):
             raise DigestMismatchError(
@@ -456,31 +480,26 @@ class RegistryClient:
     ) -> tuple[Digest, int]:
         """Upload a blob read from a verifying ``stream``; return its digest and size.
 
-        Known sizes under :attr:`monolithic_limit` go in one PUT; others in PATCH chunks of
-        :attr:`upload_chunk_size`, each resent from where the registry says it stopped when a
-        chunk fails. The stream is read to its end (so verified) before the upload is
-        completed; a failure cancels the upload.
+        Known sizes under :attr:`monolithic_limit` go in one PUT; others are streamed in one
+        PATCH (or PATCHes of at most :attr:`upload_chunk_size` bytes when that is set). When a
+        PATCH fails, the upload goes on from where the registry says it stopped, as long as
+        those bytes are among the last :attr:`upload_replay_window` sent; otherwise it fails.
+        The stream is read to its end (so verified) before the upload is completed; a failure
+        cancels the upload.
         """
         what = f"uploading a blob to {self.host}/{repository}"
-        response = self._send(
-            "POST", self._repo_url(repository, "blobs/uploads/"), expect=(202,), what=what
-        )
-        response.close()
-        location = _location(response, what)
+        upload = _Upload(self._start_upload(repository, what))
         try:
             if size is not None and 0 <= size < self.monolithic_limit:
                 data = stream.read()
                 digest = stream.digest
-                final = self._finish_upload(location, digest, data, what)
+                final = self._finish_upload(upload.location, digest, data, what)
             else:
-                offset = 0
-                while chunk := _read_full(stream, self.upload_chunk_size):
-                    location = self._patch_chunk(location, chunk, offset, what)
-                    offset += len(chunk)
+                self._stream_upload(repository, upload, stream, size, what)
                 digest = stream.digest
-                final = self._finish_upload(location, digest, None, what)
+                final = self._finish_upload(upload.location, digest, None, what)
         except BaseException:
-            self._cancel_upload(response.request.url, location)
+            self._cancel_upload(upload.location, upload.location)
             raise
         header = final.headers.get("docker-content-digest")
         if header is not None and _parse_digest_header(header, what) != digest:
@@ -490,6 +509,13 @@ class RegistryClient:
                 actual=header,
             )
         return digest, stream.size
+
+    def _start_upload(self, repository: str, what: str) -> httpx.URL:
+        response = self._send(
+            "POST", self._repo_url(repository, "blobs/uploads/"), expect=(202,), what=what
+        )
+        response.close()
+        return _location(response, what)
 
     def _finish_upload(
         self, location: httpx.URL, digest: Digest, data: bytes | None, what: str
@@ -509,60 +535,116 @@ class RegistryClient:
         response.close()
         return response
 
-    def _patch_chunk(self, location: httpx.URL, chunk: bytes, offset: int, what: str) -> httpx.URL:
+    def _stream_upload(
+        self,
+        repository: str,
+        upload: _Upload,
+        stream: VerifyingReader,
+        size: int | None,
+        what: str,
+    ) -> None:
+        """Send all of ``stream`` to the open upload, resuming (or restarting) after failures."""
+        body = _UploadBody(stream, size, self.upload_replay_window, UPLOAD_PIECE_SIZE)
+        limit = self.upload_chunk_size if self.upload_chunk_size > 0 else None
         delays = iter(self.retry.delays())
         attempt = 0
-        start = 0  # the first byte of chunk the registry does not have yet
-        end = offset + len(chunk) - 1
-        while True:
+        done = 0  # the bytes the registry has
+        while not body.complete(done):
+            end: int | None = None
+            if size is not None:
+                end = size if limit is None else min(size, done + limit)
+            elif limit is not None:
+                end = done + limit
+            headers = {"Content-Type": _OCTET}
+            if size is not None and end is not None:
+                # The length is known: no chunked encoding, which some proxies refuse.
+                headers["Content-Length"] = str(end - done)
+                if done:
+                    headers["Content-Range"] = f"{done}-{end - 1}"
             failure: BaseException
             try:
                 response = self._send(
                     "PATCH",
-                    location,
-                    headers={
-                        "Content-Type": _OCTET,
-                        "Content-Range": f"{offset + start}-{end}",
-                    },
-                    content=chunk[start:] if start else chunk,
+                    upload.location,
+                    headers=headers,
+                    content=body.pieces(done, end),
                     expect=(202,),
                     retry=False,
+                    resend=False,
                     what=what,
                 )
                 response.close()
-                return _location(response, what)
+                upload.location = _location(response, what)
+                done = body.read_to
+                delays = iter(self.retry.delays())  # progress: a fresh budget
+                continue
+            except RegistryTLSError:
+                raise
             except RegistryError as e:
+                if body.source_error is not None:
+                    raise
                 if (
                     not isinstance(e, RegistryConnectionError)
                     and e.status not in self.retry.statuses
                 ):
                     raise
                 failure = e
+            except httpx.StreamError as e:
+                # httpx wanted to send the body again (a 401 answered with a new token, a
+                # redirect): a stream is read once, so this is resumed like a failure.
+                if body.source_error is not None:
+                    raise
+                failure = e
             delay = next(delays, None)
             if delay is None:
                 raise failure
             attempt += 1
-            self._retrying(what, attempt, delay, str(failure))
-            # Ask how much arrived, and resend the rest of the chunk from there.
-            try:
-                location, have = self._upload_status(location, what)
-            except RegistryError as e:
-                # distribution refuses to resume an upload whose size moved past the offset
-                # its upload state recorded (a chunk that arrived but whose answer was lost).
-                raise RegistryError(
-                    f"{what}: the upload could not be resumed after {failure}: {e}",
-                    status=e.status,
-                    errors=e.errors,
-                ) from failure
-            if not offset <= have <= end + 1:
-                raise RegistryError(
-                    f"{what}: cannot resume: the registry has {have} bytes, "
-                    f"expected between {offset} and {end + 1}"
-                ) from failure
-            if have == end + 1:
-                return location
-            start = have - offset
-            log.debug("%s: resuming at byte %d after %s", what, have, failure)
+            self._retrying(what, attempt, delay, str(failure) or type(failure).__name__)
+            before, done = done, self._resume_point(repository, upload, body, failure, what)
+            if done > before:
+                delays = iter(self.retry.delays())  # progress: a fresh budget
+
+    def _resume_point(
+        self,
+        repository: str,
+        upload: _Upload,
+        body: _UploadBody,
+        failure: BaseException,
+        what: str,
+    ) -> int:
+        """Where to go on after a failed PATCH: the registry's offset, or 0 in a new upload."""
+        try:
+            location, have = self._upload_status(upload.location, what)
+        except RegistryError as e:
+            # distribution refuses to resume an upload whose size moved past the offset its
+            # upload state recorded (part of a PATCH arrived, or its answer was lost).
+            location, have = upload.location, -1
+            problem = f"the upload could not be resumed after {failure}: {e}"
+            status_error: RegistryError | None = e
+        else:
+            status_error = None
+            if body.window_start <= have <= body.read_to:
+                upload.location = location
+                if have != body.read_to:
+                    log.debug("%s: resuming at byte %d after %s", what, have, failure)
+                return have
+            problem = (
+                f"cannot resume after {failure}: the registry has {have} bytes, "
+                f"only bytes {body.window_start} to {body.read_to} are still at hand"
+            )
+        if body.window_start == 0:
+            # Everything sent is still at hand: start a new upload and send it again.
+            log.debug("%s: starting over: %s", what, problem)
+            self._cancel_upload(upload.location, upload.location)
+            upload.location = self._start_upload(repository, what)
+            return 0
+        raise RegistryError(
+            f"{what}: {problem}",
+            status=status_error.status if status_error else None,
+            errors=status_error.errors if status_error else (),
+            # The upload is cancelled; a new one, from a fresh read of the blob, may succeed.
+            retryable=True,
+        ) from failure
 
     def _upload_status(self, location: httpx.URL, what: str) -> tuple[httpx.URL, int]:
         response = self._send("GET", location, expect=(204,), what=f"{what} (resuming)")
@@ -848,20 +930,83 @@ def _skip(chunks: Iterator[bytes], count: int) -> Iterator[bytes]:
         count = 0
 
 
-def _read_full(stream: VerifyingReader, size: int) -> bytes:
-    """Up to ``size`` bytes of ``stream`` (fewer only at its end), filled in place."""
-    buf = bytearray(size)
-    view = memoryview(buf)
-    have = 0
-    while have < size:
-        n = stream.readinto(view[have:])
-        if not n:
-            break
-        have += n
-    del view
-    if have < size:
-        del buf[have:]
-    return bytes(buf) if have else b""
+class _Upload:
+    """An open upload session: where its next request goes."""
+
+    def __init__(self, location: httpx.URL) -> None:
+        self.location = location
+
+
+class _UploadBody:
+    """The bytes of one upload, read once from the source in pieces; the last ones are kept
+    (at least ``window`` bytes) so that a PATCH that failed can be resent from where the
+    registry stopped, without reading the source again."""
+
+    def __init__(self, source: VerifyingReader, size: int | None, window: int, piece: int) -> None:
+        self._source = source
+        self._size = size
+        self._window = max(window, 0)
+        self._piece = max(piece, 1)
+        self._kept: deque[tuple[int, bytes]] = deque()
+        self._kept_bytes = 0
+        #: The offset of the next byte to read from the source.
+        self.read_to = 0
+        #: The source reached its end (and was verified).
+        self.eof = False
+        #: What the source raised, if it failed: that is not a failure of the upload.
+        self.source_error: BaseException | None = None
+
+    @property
+    def window_start(self) -> int:
+        """The first byte that can still be sent again."""
+        return self._kept[0][0] if self._kept else self.read_to
+
+    def complete(self, done: int) -> bool:
+        """Whether the registry, holding ``done`` bytes, has the whole (verified) source."""
+        return self.eof and done >= self.read_to
+
+    def _read(self, size: int) -> bytes:
+        try:
+            data = self._source.read(size)
+        except BaseException as e:
+            self.source_error = e
+            raise
+        if not data:
+            self.eof = True
+            return b""
+        if self._size is not None and self.read_to + len(data) > self._size:
+            self.source_error = ImageError(
+                f"the blob being uploaded is longer than its stated {self._size} bytes"
+            )
+            raise self.source_error
+        self._kept.append((self.read_to, data))
+        self._kept_bytes += len(data)
+        self.read_to += len(data)
+        while self._kept and self._kept_bytes - len(self._kept[0][1]) >= self._window:
+            _, old = self._kept.popleft()
+            self._kept_bytes -= len(old)
+        return data
+
+    def pieces(self, start: int, end: int | None) -> Iterator[bytes]:
+        """The bytes from ``start`` (at least :attr:`window_start`) to ``end`` (None: all)."""
+        for offset, data in list(self._kept):
+            stop = offset + len(data)
+            if stop <= start:
+                continue
+            if end is not None and offset >= end:
+                return
+            lo = max(start - offset, 0)
+            hi = len(data) if end is None else min(len(data), end - offset)
+            yield data if lo == 0 and hi == len(data) else data[lo:hi]
+        while not self.eof and (end is None or self.read_to < end):
+            want = self._piece if end is None else min(self._piece, end - self.read_to)
+            if data := self._read(want):
+                yield data
+        if end is not None and end == self._size and not self.eof:
+            # Read the end, so the source is verified before the registry has all of it.
+            self._read(self._piece)
+            if not self.eof:  # pragma: no cover - _read raised
+                raise ImageError("the blob being uploaded is longer than stated")
 
 
 def _location(response: httpx.Response, what: str, default: httpx.URL | None = None) -> httpx.URL:
