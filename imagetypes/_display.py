@@ -347,9 +347,10 @@ def image_card(image: Image, config: ImageConfig | None, config_note: str = "") 
     ``config`` is the image's parsed config, or None when it was not read (``config_note`` says
     why); the rest comes from the manifest.
     """
-    manifest = image.manifest()
+    schema1 = image.schema1_manifest()
+    manifest: Manifest = image.manifest() if schema1 is None else schema1
+    layers = image.layers()
     platform = config.platform if config is not None else None
-    layer_bytes = sum(d.size for d in manifest.layers)
     fields: list[tuple[str, Cell | str]] = [
         ("Reference", _code(str(image.reference))),
         ("Platform", str(platform) if platform is not None else "-"),
@@ -358,16 +359,21 @@ def image_card(image: Image, config: ImageConfig | None, config_note: str = "") 
     index = image.index()
     if index is not None:
         fields.append(("Index digest", _code(str(index.digest))))
-    n = len(manifest.layers)
+    n = len(layers)
+    counted = f"{n} layer{'' if n == 1 else 's'}"
+    if schema1 is None:
+        layer_bytes = sum(d.size for d in layers)
+        config_size = image.manifest().config.size
+        size = (
+            f"{human_size(layer_bytes + config_size)} ({counted} {human_size(layer_bytes)}, "
+            f"config {human_size(config_size)})"
+        )
+    else:
+        size = f"unknown ({counted}; schema 1 records no sizes)"
     fields.extend(
         [
             ("Manifest", f"{_manifest_kind(manifest)}, {human_size(manifest.size)}"),
-            (
-                "Size",
-                f"{human_size(layer_bytes + manifest.config.size)} "
-                f"({n} layer{'' if n == 1 else 's'} {human_size(layer_bytes)}, "
-                f"config {human_size(manifest.config.size)})",
-            ),
+            ("Size", size),
         ]
     )
     if config is not None:
@@ -381,8 +387,13 @@ def image_card(image: Image, config: ImageConfig | None, config_note: str = "") 
             "Layers",
             ("#", "Digest", "Size", "Media type"),
             [
-                (str(i), _digest_cell(d.digest), human_size(d.size), _code(d.media_type))
-                for i, d in enumerate(manifest.layers, 1)
+                (
+                    str(i),
+                    _digest_cell(d.digest),
+                    human_size(d.size) if d.size >= 0 else "-",
+                    _code(d.media_type),
+                )
+                for i, d in enumerate(layers, 1)
             ],
         )
     ]

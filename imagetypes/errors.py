@@ -27,6 +27,10 @@ broadly or precisely::
     ├── CompressionError                        compressed data is corrupt or cannot be made
     ├── PlatformMismatchError (NotFoundError)   no instance of an index matches the platform
     └── CopyError                               a copy failed; the cause is chained
+
+An error whose :attr:`ImageError.retryable` is true says that the same operation may succeed if
+tried again (a broken connection, a busy or failing server, an upload that could not be
+resumed); the copy engine transfers a blob again only after such an error.
 """
 
 from __future__ import annotations
@@ -63,6 +67,13 @@ __all__ = [
 
 class ImageError(Exception):
     """The base of every error imagetypes raises on purpose."""
+
+    #: True when trying the same operation again may succeed: the connection broke, the server
+    #: was busy or failing, an upload could not be resumed. Transports set it (on a class or an
+    #: instance); the copy engine puts a blob again after such an error, within the
+    #: destination's :class:`~imagetypes.RetryPolicy`. False for everything that would only
+    #: fail again: corrupt content, refused credentials, missing objects, bad input.
+    retryable: bool = False
 
 
 class InvalidReferenceError(ImageError, ValueError):

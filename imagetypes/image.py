@@ -21,7 +21,6 @@ from typing import IO, TYPE_CHECKING, Any
 
 import attrs
 
-from . import _display
 from . import mediatypes as mt
 from .descriptor import Descriptor
 from .digest import Digest
@@ -31,6 +30,7 @@ from .errors import (
     NotFoundError,
     PlatformMismatchError,
     SizeMismatchError,
+    UnsupportedConversionError,
     UnsupportedError,
     UnsupportedManifestTypeError,
 )
@@ -41,6 +41,10 @@ from .types import ImageReference, ImageSource, TransportOptions
 
 if TYPE_CHECKING:
     from typing_extensions import Self
+
+    from . import _display
+    from .copy._schema1 import Schema1Layer
+    from .manifest import DockerSchema1Manifest
 
 __all__ = [
     "MAX_CONFIG_SIZE",
@@ -104,7 +108,9 @@ def open_image(
                 )
         else:
             manifest = top
-        if not isinstance(manifest, ImageManifest):
+        from .manifest import DockerSchema1Manifest
+
+        if not isinstance(manifest, ImageManifest | DockerSchema1Manifest):
             raise UnsupportedManifestTypeError(
                 f"{reference}: a {manifest.media_type} manifest cannot be opened as an image"
             )
@@ -151,13 +157,20 @@ class Image:
     """A read-only, parsed view of one image read from an :class:`~imagetypes.ImageSource`.
 
     Obtain one with :func:`open_image`; close it (or use ``with``) to close the source.
+
+    A Docker schema 1 image (as old registries serve) has no config blob and no schema 2
+    manifest until it is converted: :meth:`schema1_manifest` gives its manifest,
+    :meth:`raw_manifest` its bytes, and :meth:`inspect`, :meth:`config` and
+    :meth:`oci_config` the values skopeo derives from its v1 history (without diff IDs,
+    which only reading the layers gives: copy the image with format ``v2s2`` or ``oci`` for
+    those).
     """
 
     def __init__(
         self,
         reference: ImageReference,
         source: ImageSource,
-        manifest: ImageManifest,
+        manifest: ImageManifest | DockerSchema1Manifest,
         *,
         index: IndexManifest | None = None,
         options: TransportOptions | None = None,
@@ -184,13 +197,21 @@ class Image:
 
     @property
     def digest(self) -> Digest:
-        """The digest of this image's manifest (the chosen instance when opened from an index)."""
-        return self._manifest.digest
+        """The digest of this image's manifest (the chosen instance when opened from an index).
+
+        For a signed Docker schema 1 manifest, the digest registries and skopeo use: that of
+        the payload without the signatures."""
+        return _registry_digest(self._manifest)
 
     @property
     def top_digest(self) -> Digest:
         """The digest of the manifest the reference names (the index, when there is one)."""
-        return self._index.digest if self._index is not None else self._manifest.digest
+        return self._index.digest if self._index is not None else self.digest
+
+    @property
+    def media_type(self) -> str:
+        """The media type of this image's manifest."""
+        return self._manifest.media_type
 
     @property
     def platform(self) -> Platform | None:
@@ -202,40 +223,100 @@ class Image:
 
     # -- content ---------------------------------------------------------------------------
     def manifest(self) -> ImageManifest:
-        """The parsed manifest of this image."""
-        return self._manifest
+        """The parsed manifest of this image.
+
+        A Docker schema 1 image has none of this kind (:meth:`schema1_manifest` gives its
+        manifest): :class:`~imagetypes.UnsupportedManifestTypeError`.
+        """
+        if isinstance(self._manifest, ImageManifest):
+            return self._manifest
+        raise UnsupportedManifestTypeError(
+            f"{self._reference} is a Docker schema 1 image ({self._manifest.media_type}): it "
+            "has no OCI or schema 2 manifest until converted (schema1_manifest() gives its "
+            "manifest; copy it with format 'v2s2' or 'oci' to convert it)"
+        )
+
+    def schema1_manifest(self) -> DockerSchema1Manifest | None:
+        """The manifest of a Docker schema 1 image; None for other images."""
+        return None if isinstance(self._manifest, ImageManifest) else self._manifest
 
     def index(self) -> IndexManifest | None:
         """The top-level index the image was chosen from, or None."""
         return self._index
 
     def layers(self) -> tuple[Descriptor, ...]:
-        """The layer descriptors, base layer first."""
-        return tuple(self._manifest.layers)
+        """The layer descriptors, base layer first.
+
+        For a Docker schema 1 image, every ``fsLayers`` blob as skopeo lists them (empty
+        layers and repeats included), typed ``application/vnd.docker.image.rootfs.diff.tar.gzip``
+        with size -1 (schema 1 records no sizes).
+        """
+        if isinstance(self._manifest, ImageManifest):
+            return tuple(self._manifest.layers)
+        return tuple(_unknown_size(d) for d in _schema1_blobs(self._manifest))
 
     def raw_manifest(self, media_type: str | None = None) -> bytes:
-        """The manifest bytes as stored, or converted to ``media_type`` when one is given."""
+        """The manifest bytes as stored, or converted to ``media_type`` when one is given.
+
+        A Docker schema 1 manifest is only given as stored (what ``skopeo inspect --raw``
+        prints): converting it needs its layers' diff IDs, so asking for another type raises
+        :class:`~imagetypes.UnsupportedConversionError` (copy the image to convert it).
+        """
         if media_type is None or mt.normalize(media_type) == self._manifest.media_type:
             return self._manifest.raw
+        if not isinstance(self._manifest, ImageManifest):
+            raise UnsupportedConversionError(
+                f"{self._reference}: converting its Docker schema 1 manifest to {media_type} "
+                "needs the diff IDs of its layers, which only reading every layer gives: copy "
+                "the image with format 'v2s2' or 'oci' instead"
+            )
         return convert_manifest(self._manifest, media_type).raw
 
     def raw_config(self) -> bytes:
-        """The config blob as stored, verified against its descriptor and size-bounded."""
+        """The config blob as stored, verified against its descriptor and size-bounded.
+
+        A Docker schema 1 image has no config blob (skopeo prints nothing):
+        :class:`~imagetypes.UnsupportedError`; :meth:`config` derives one.
+        """
         if self._raw_config is None:
             self._raw_config = self._source.get_blob_bytes(
-                self._manifest.config, limit=MAX_CONFIG_SIZE
+                self._image_manifest("has no config blob").config, limit=MAX_CONFIG_SIZE
             )
         return self._raw_config
 
     def config(self) -> ImageConfig:
-        """The parsed image config."""
+        """The parsed image config.
+
+        For a Docker schema 1 image, the schema 2 config its v1 history gives, as a copy to
+        schema 2 builds it but without diff IDs.
+        """
         if self._config is None:
-            self._config = ImageConfig.parse(self.raw_config())
+            if isinstance(self._manifest, ImageManifest):
+                self._config = ImageConfig.parse(self.raw_config())
+            else:
+                self._config = ImageConfig.parse(_schema1_config(self._manifest))
         return self._config
 
     def oci_config(self) -> dict[str, Any]:
-        """The config as an OCI image config, as ``skopeo inspect --config`` prints it."""
-        return oci_config_view(_config_object(self.raw_config()))
+        """The config as an OCI image config, as ``skopeo inspect --config`` prints it.
+
+        For a Docker schema 1 image, the config its v1 history gives, with an empty diff ID
+        per layer, as skopeo prints it.
+        """
+        if isinstance(self._manifest, ImageManifest):
+            return oci_config_view(_config_object(self.raw_config()))
+        obj = dict(_config_object(_schema1_config(self._manifest)))
+        layers = _schema1_layer_list(self._manifest)
+        obj["rootfs"] = {"type": "layers", "diff_ids": ["" for x in layers if not x.throwaway]}
+        return oci_config_view(obj)
+
+    def _image_manifest(self, what: str) -> ImageManifest:
+        if isinstance(self._manifest, ImageManifest):
+            return self._manifest
+        raise UnsupportedError(
+            f"{self._reference} is a Docker schema 1 image, which {what} "
+            "(copy it with format 'v2s2' or 'oci' to convert it)"
+        )
 
     def repository_tags(self) -> list[str]:
         """The tags of the image's repository, for an image in a registry; [] elsewhere.
@@ -268,7 +349,13 @@ class Image:
         have their keys sorted, as Go writes them; values absent from the config are None
         (JSON null). ``LayersData`` is printed by skopeo 1.9.3 upstream, not by every
         distribution's build of it.
+
+        For a Docker schema 1 image, the values come from its v1 history, as skopeo takes
+        them: ``Tag`` (the tag the manifest names, when it names one) follows ``Name``, and
+        ``LayersData`` has no media types or sizes.
         """
+        if not isinstance(self._manifest, ImageManifest):
+            return self._schema1_inspect(self._manifest, list_tags)
         manifest = self._manifest
         docker = manifest.media_type == mt.DOCKER_MANIFEST
         if not docker and manifest.config.media_type != mt.OCI_CONFIG:
@@ -305,6 +392,37 @@ class Image:
                         "Annotations": _go_str_map(raw.get("annotations"), "annotations"),
                     }
                     for d, raw in zip(manifest.layers, raw_layers, strict=True)
+                ],
+                "Env": _go_str_list(container.get("Env"), "config.Env"),
+            }
+        )
+        return out
+
+    def _schema1_inspect(self, manifest: DockerSchema1Manifest, list_tags: bool) -> dict[str, Any]:
+        # containers/image: Schema1.Inspect decodes the top v1Compatibility as a
+        # Schema2V1Image, whose created is a time.Time (zero when absent).
+        layers = _schema1_layer_list(manifest)
+        top = _go_fields(layers[-1].compat, _DOCKER_IMAGE_FIELDS)
+        container = _go_fields(_object_or_empty(top.get("config"), "config"), ("Labels", "Env"))
+        out: dict[str, Any] = {}
+        name = _docker_name(self._reference)
+        if name:
+            out["Name"] = name
+        if manifest.tag:
+            out["Tag"] = manifest.tag
+        out.update(
+            {
+                "Digest": str(self.top_digest),
+                "RepoTags": self.repository_tags() if list_tags else [],
+                "Created": _go_time(top.get("created"), "created") or _GO_ZERO_TIME,
+                "DockerVersion": _go_str(top.get("docker_version"), "docker_version"),
+                "Labels": _go_str_map(container.get("Labels"), "config.Labels"),
+                "Architecture": _go_str(top.get("architecture"), "architecture"),
+                "Os": _go_str(top.get("os"), "os"),
+                "Layers": [str(x.digest) for x in layers],
+                "LayersData": [
+                    {"MIMEType": "", "Digest": str(x.digest), "Size": -1, "Annotations": None}
+                    for x in layers
                 ],
                 "Env": _go_str_list(container.get("Env"), "config.Env"),
             }
@@ -353,6 +471,8 @@ class Image:
 
     # -- display in IPython and Jupyter ------------------------------------------------------
     def _display_card(self) -> _display.Card:
+        from . import _display
+
         # A closed image shows what it read before (reading now would fail or reopen nothing);
         # an unreadable config is shown in the card, so the rest of the image still displays.
         if self._closed and self._config is None:
@@ -364,15 +484,49 @@ class Image:
         return _display.image_card(self, config)
 
     def _repr_html_(self) -> str:
+        from . import _display
+
         return _display.render_html(self._display_card())
 
     def _repr_pretty_(self, p: _display.PrettyPrinter, cycle: bool) -> None:
+        from . import _display
+
         _display.render_pretty(self._display_card(), p, cycle, repr(self))
 
     def __repr__(self) -> str:
         short = self.digest.hex[:12]
         extra = f" from index {self._index.digest.hex[:12]}" if self._index is not None else ""
         return f"<Image {str(self._reference)!r} {self.digest.algorithm}:{short}{extra}>"
+
+
+# -- Docker schema 1 -----------------------------------------------------------------------------
+
+
+def _registry_digest(manifest: ImageManifest | DockerSchema1Manifest) -> Digest:
+    return manifest.digest if isinstance(manifest, ImageManifest) else manifest.canonical_digest
+
+
+def _schema1_layer_list(manifest: DockerSchema1Manifest) -> list[Schema1Layer]:
+    """Every layer, base first, as containers/image's ``Schema1.LayerInfos`` lists them."""
+    from .copy._schema1 import schema1_layers  # only schema 1 images need the copy package
+
+    return schema1_layers(manifest)
+
+
+def _schema1_blobs(manifest: DockerSchema1Manifest) -> list[Digest]:
+    return [layer.digest for layer in _schema1_layer_list(manifest)]
+
+
+def _schema1_config(manifest: DockerSchema1Manifest) -> bytes:
+    from .copy._schema1 import schema2_config
+
+    return schema2_config(manifest, ())
+
+
+def _unknown_size(digest: Digest) -> Descriptor:
+    desc = Descriptor(mt.DOCKER_LAYER, digest, 0)
+    object.__setattr__(desc, "size", -1)  # unknown: past the validator, as the copy engine does
+    return desc
 
 
 # -- manifest digests -------------------------------------------------------------------------

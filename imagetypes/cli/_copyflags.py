@@ -9,20 +9,13 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from ..copy import (
-    BlobDone,
-    BlobProgress,
-    BlobSkipped,
-    BlobStarted,
-    ImageSkipped,
-    LayerRecompressed,
-    ManifestWritten,
-    ProgressEvent,
-    Retrying,
-)
-from ._progress import LineProgress, human_size, retry_line
+if TYPE_CHECKING:
+    from ..copy import ProgressEvent
+
+# The progress events and line formats are imported by the renderers that use them: building
+# the command's parser (for --help, --version, any command) must not load the copy package.
 
 __all__ = [
     "BlobBars",
@@ -83,6 +76,16 @@ def add_compression_flags(parser: argparse.ArgumentParser) -> None:
         help=f"seconds between summary lines when stderr is not a terminal "
         f"(default {SUMMARY_INTERVAL:g})",
     )
+    # Only ``copy`` picks platforms of an index (``--platform``); sync copies all or one.
+    if "--platform" in parser._option_string_actions:
+        parser.add_argument(
+            "--multi-arch-unselected",
+            choices=("strip", "keep"),
+            default="strip",
+            help="with --platform, what the written index does with the images not copied: "
+            "strip their entries (default; the index digest changes) or keep them (a sparse "
+            "index, pointing at manifests the destination may not have)",
+        )
 
 
 def compression_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -99,6 +102,7 @@ def compression_options(args: argparse.Namespace) -> dict[str, Any]:
         "dest_compress_level": args.dest_compress_level,
         "preserve_digests": bool(args.preserve_digests),
         "blob_info_cache": cache,
+        "keep_unselected": getattr(args, "multi_arch_unselected", "strip") == "keep",
     }
 
 
@@ -125,6 +129,8 @@ class _Totals:
         self.skipped = 0
 
     def update(self, event: ProgressEvent) -> None:
+        from ..copy import BlobDone, BlobProgress, BlobSkipped, BlobStarted
+
         if isinstance(event, BlobStarted):
             key = str(event.descriptor.digest)
             self.sizes[key] = max(event.descriptor.size, 0)
@@ -142,6 +148,8 @@ class _Totals:
         return sum(self.done.values())
 
     def line(self, prefix: str) -> str:
+        from ._progress import human_size
+
         elapsed = max(time.monotonic() - self.started, 1e-6)
         rate = self.bytes_done / elapsed
         return (
@@ -156,6 +164,8 @@ class SummaryLines:
     reports several copies at once)."""
 
     def __init__(self, stream: TextIO, interval: float = SUMMARY_INTERVAL) -> None:
+        from ._progress import LineProgress
+
         self._stream = stream
         self._lines = LineProgress(stream)
         self._interval = interval
@@ -168,6 +178,9 @@ class SummaryLines:
         self._stream.flush()
 
     def __call__(self, event: ProgressEvent) -> None:
+        from ..copy import BlobDone, BlobProgress, BlobSkipped, ImageSkipped, LayerRecompressed
+        from ._progress import human_size
+
         with self._lock:
             self._totals.update(event)
             self._lines(event)
@@ -205,6 +218,8 @@ class BlobBars:
         self._lock = threading.Lock()
 
     def _bar(self, key: str) -> str:
+        from ._progress import human_size
+
         size, done = self._sizes.get(key, 0), self._done.get(key, 0)
         op = self._ops.get(key, "copy")
         label = "Copying" if op == "copy" else op.capitalize() + "ing"
@@ -234,6 +249,18 @@ class BlobBars:
         self._last_draw = now
 
     def __call__(self, event: ProgressEvent) -> None:
+        from ..copy import (
+            BlobDone,
+            BlobProgress,
+            BlobSkipped,
+            BlobStarted,
+            ImageSkipped,
+            LayerRecompressed,
+            ManifestWritten,
+            Retrying,
+        )
+        from ._progress import human_size, retry_line, signature_line
+
         with self._lock:
             permanent: list[str] = []
             force = False
@@ -266,6 +293,8 @@ class BlobBars:
                 permanent.append("Writing manifest to image destination")
             elif isinstance(event, Retrying):
                 permanent.append(retry_line(event))
+            elif (line := signature_line(event)) is not None:
+                permanent.append(line)
             else:
                 return
             self._draw(permanent, force=force)
@@ -278,4 +307,4 @@ class BlobBars:
                 self._draw([], force=True)
 
 
-ProgressCallback = Callable[[ProgressEvent], None]
+ProgressCallback = Callable[["ProgressEvent"], None]

@@ -14,9 +14,10 @@ from ..copy import (
     ProgressEvent,
     Retrying,
 )
+from ..copy._progress import SigningManifest, StoringSignatures
 from ..descriptor import Descriptor
 
-__all__ = ["LineProgress", "human_size", "retry_line"]
+__all__ = ["LineProgress", "human_size", "retry_line", "signature_line"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,17 @@ def retry_line(event: Retrying) -> str:
     )
 
 
+def signature_line(event: ProgressEvent) -> str | None:
+    """skopeo's line for a signing or storing event, None for other events."""
+    if isinstance(event, SigningManifest):
+        if event.method == "simple":
+            return "Signing manifest using simple signing"
+        return "Signing manifest using a sigstore signature"
+    if isinstance(event, StoringSignatures):
+        return "Storing list signatures" if event.index else "Storing signatures"
+    return None
+
+
 class LineProgress:
     """One line per finished blob and per manifest, for logs and pipes (as skopeo's)."""
 
@@ -70,6 +82,8 @@ class LineProgress:
             line = _manifest_line(event)
         elif isinstance(event, Retrying):
             line = retry_line(event)
+        elif isinstance(event, SigningManifest | StoringSignatures):
+            line = signature_line(event)
         elif isinstance(event, ManifestConverted):
             log.debug(
                 "converting manifest %s from %s to %s: %s",

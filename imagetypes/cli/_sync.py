@@ -20,6 +20,7 @@ def add_command(
 ) -> None:
     """Register ``sync`` (``access_flags`` and ``retry_flag`` are the main parser's helpers)."""
     from ._copyflags import add_compression_flags
+    from ._trust import add_sign_flags
 
     p = sub.add_parser(
         "sync",
@@ -29,7 +30,9 @@ def add_command(
         "SOURCE (--src): docker (REGISTRY/REPO for every tag, REGISTRY/REPO:TAG, or REGISTRY "
         "for its whole catalog), dir (a folder of image directories) or yaml (a skopeo-sync "
         "YAML file). DESTINATION (--dest): docker (REGISTRY[/NAMESPACE]) or dir (a folder). "
-        "Images the destination already holds are not copied again.",
+        "Images the destination already holds are not copied again (unless they are signed "
+        "on the way: --sign-by, --sign-by-sigstore-private-key sign every image synced, as "
+        "its destination reference).",
     )
     p.add_argument("source", metavar="SOURCE")
     p.add_argument("destination", metavar="DESTINATION")
@@ -65,7 +68,7 @@ def add_command(
     p.add_argument(
         "-f",
         "--format",
-        choices=("oci", "v2s2"),
+        choices=("oci", "v2s2", "v2s1"),
         help="manifest format to write (default: keep the source's if possible)",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="report no progress")
@@ -76,6 +79,7 @@ def add_command(
         help="write 'DIGEST DESTINATION' of every image synced to PATH, one per line",
     )
     add_compression_flags(p)
+    add_sign_flags(p, copy=False)
     p.add_argument(
         "--authfile",
         metavar="PATH",
@@ -92,11 +96,12 @@ def run(args: argparse.Namespace) -> int:
     from ..copy import CopyOptions, SyncError, SyncOptions, sync
     from . import FlagError, _transport_options
     from ._copyflags import compression_options, make_progress
-    from ._trust import load_policy
+    from ._trust import load_policy, sign_options
 
     if args.jobs < 1:
         raise FlagError("--jobs must be at least 1")
     policy = None if args.dry_run else load_policy(args)
+    signing = {} if args.dry_run else sign_options(args)
     renderer = make_progress(args.quiet or args.dry_run, sys.stderr, args.progress_interval)
     try:
         copy_options = CopyOptions(
@@ -106,9 +111,12 @@ def run(args: argparse.Namespace) -> int:
             source_options=_transport_options(args, "src_"),
             destination_options=_transport_options(args, "dest_"),
             remove_signatures=args.remove_signatures,
+            **signing,
             **compression_options(args),
         )
     except ValueError as e:
+        if renderer is not None:
+            renderer.close()
         raise FlagError(str(e)) from None
     options = SyncOptions(
         all=args.all,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -31,6 +31,7 @@ from ..errors import (
     UnsupportedConversionError,
     UnsupportedError,
     UnsupportedManifestTypeError,
+    VerificationError,
 )
 from ..manifest import (
     DockerManifest,
@@ -44,7 +45,7 @@ from ..manifest import (
     parse_manifest,
 )
 from ..plugins import parse_reference
-from ..retry import RetryAttempt
+from ..retry import RetryAttempt, RetryPolicy
 from ..types import (
     ImageDestination,
     ImageReference,
@@ -53,7 +54,13 @@ from ..types import (
     PutBlobOptions,
     TransportOptions,
 )
-from ._cache import BlobInfoCache, BlobLocation, location_of
+from ._cache import (
+    BlobInfoCache,
+    BlobLocation,
+    location_of,
+    takes_location_hints,
+    worth_recording,
+)
 from ._options import CopyOptions, CopyResult
 from ._pipeline import UncompressedTap
 from ._progress import (
@@ -76,14 +83,23 @@ from ._schema1 import (
     GZIPPED_EMPTY_LAYER,
     Schema1Layer,
     check_schema1_convertible,
+    prefers_schema2,
     put_empty_layer,
+    renamed_schema1,
     schema1_layers,
     schema1_target,
     schema2_config,
     to_schema1,
     written_digest,
 )
-from ._trust import Signer, SourceReads, check_policy, select_positions, select_system
+from ._trust import (
+    Signer,
+    SourceReads,
+    check_policy,
+    select_positions,
+    select_system,
+    signatures_to_store,
+)
 
 __all__ = ["copy_image"]
 
@@ -474,8 +490,7 @@ class _Copier:
 
     def _with_new_signatures(self, signatures: Sequence[bytes], manifest: Manifest) -> list[bytes]:
         """The signatures to store with ``manifest``: those copied, then the new ones."""
-        new = self.signer.sign(manifest.raw) if self.signer is not None else []
-        return [*signatures, *new]
+        return signatures_to_store(self.signer, signatures, manifest, self.emit)
 
     def _signature_change_error(self, media_type: str) -> UnsupportedError:
         return UnsupportedError(
@@ -530,6 +545,11 @@ class _Copier:
                 for candidate in candidates:
                     if candidate in accepted:
                         return candidate, f"{self.dst.reference} does not accept {media_type}"
+            # A destination that lists schema 2 before schema 1 (a registry: most refuse
+            # schema 1 pushes) takes schema 1 only when format v2s1 asks for it.
+            preferred = prefers_schema2(accepted, media_type)
+            if preferred is not None:
+                return preferred, f"{self.dst.reference} prefers {preferred} to {media_type}"
             return self._target_type(media_type, candidates, None)
         return self._target_type(
             media_type, mt.IMAGE_MANIFEST_TYPES, _IMAGE_FORMATS[fmt] if fmt else None
@@ -668,6 +688,17 @@ class _Copier:
             plans = [_LayerPlan(i, _unknown_size(mt.DOCKER_LAYER, d)) for i, d in enumerate(unique)]
             plan = _Planned(manifest.digest, manifest, target, reason, plans, signatures)
             plan.output = manifest
+            # The name and tag it embeds must be the destination's (as containers/image does).
+            renamed = renamed_schema1(manifest, self.dst.reference)
+            if renamed is not None:
+                plan.changes.append(
+                    f"setting the name and tag the schema 1 manifest embeds from "
+                    f"{manifest.name or '(none)'}:{manifest.tag or '(none)'} to "
+                    f"{renamed.name}:{renamed.tag or '(none)'}"
+                )
+                if signatures:
+                    raise self._signature_change_error(manifest.media_type)
+                plan.output = renamed
             return plan
         if signatures:
             raise self._signature_change_error(manifest.media_type)
@@ -911,8 +942,8 @@ class _Copier:
     # -- reuse ---------------------------------------------------------------------------------
     def _hint_locations(self, digest: Digest) -> None:
         """Tell the destination where the cache saw the blob (so a registry can mount it)."""
-        if self.cache is None:
-            return
+        if self.cache is None or not takes_location_hints(self.dst):
+            return  # no cache, or a destination that would ignore the hints: skip the look-up
         refs: list[ImageReference] = []
         for location in self.cache.locations(digest):
             if location.scope == self._dst_location.scope and (
@@ -982,21 +1013,64 @@ class _Copier:
         return tap.uncompressed_digest
 
     # -- transfer ------------------------------------------------------------------------------
-    def _open(self, job: _BlobJob) -> VerifyingReader:
+    def _open(self, job: _BlobJob, watch: _SourceWatch | None = None) -> VerifyingReader:
         desc = job.descriptor
         if job.data is not None:
             return VerifyingReader(io.BytesIO(job.data), desc.digest, desc.size)
-        return VerifyingReader(self.src.get_blob_stream(desc), desc.digest, _known(desc.size))
+        if watch is None:
+            raw: Readable = self.src.get_blob_stream(desc)
+        else:
+            raw = watch.open(lambda: self.src.get_blob_stream(desc))
+        return VerifyingReader(raw, desc.digest, _known(desc.size))
 
     def _copy_blob(self, job: _BlobJob) -> None:
         desc = job.descriptor
         lp = job.layer
         operation: BlobOperation = lp.operation if lp is not None else "copy"
         self.emit(BlobStarted(desc, operation))
+        # One budget per blob. Each try reads the blob from the source again and rebuilds the
+        # whole pipeline ((de)compression, hashing): a failed put consumed the stream.
+        delays = iter(self._retry_policy().delays())
+        tries = 0
+        while True:
+            watch = _SourceWatch()
+            try:
+                stored, diff_id, size = self._put_once(job, operation, watch)
+                break
+            except Exception as e:
+                if not _worth_another_try(e, watch.error):
+                    raise
+                delay = next(delays, None)
+                if delay is None:
+                    raise
+                tries += 1
+                self._retrying_blob(desc, tries, delay, e)
+        self._keep(job, _Stored(stored.digest, stored.size, diff_id))
+        self._count(size=size, recompressed=operation != "copy")
+        self.emit(BlobDone(desc, size))
+        if lp is not None and operation != "copy":
+            assert lp.target_compression is not None
+            before = lp.source_compression or Compression.GZIP
+            self.emit(
+                LayerRecompressed(
+                    desc,
+                    Descriptor(job.media_type, stored.digest, stored.size),
+                    operation,
+                    before.value,
+                    lp.target_compression.value,
+                )
+            )
+
+    def _put_once(
+        self, job: _BlobJob, operation: BlobOperation, watch: _SourceWatch
+    ) -> tuple[Descriptor, Digest | None, int]:
+        """Read the blob from the source and put it: what was stored, its diff ID, bytes read."""
+        desc = job.descriptor
+        lp = job.layer
         options = PutBlobOptions(is_config=job.is_config, layer_index=job.layer_index)
         diff_id: Digest | None = None
         with ExitStack() as stack:
-            raw = stack.enter_context(self._open(job))
+            raw = stack.enter_context(self._open(job, watch))
             stack.enter_context(_blame_corruption(raw))
             reader = ProgressReader(raw, desc, self.emit, self.cancel)
             if lp is None or operation == "copy":
@@ -1044,21 +1118,27 @@ class _Copier:
                         actual=e.actual,
                     ) from e
                 diff_id = checked.digest if checked is not None else desc.digest
-        self._keep(job, _Stored(stored.digest, stored.size, diff_id))
-        self._count(size=reader.size, recompressed=operation != "copy")
-        self.emit(BlobDone(desc, reader.size))
-        if lp is not None and operation != "copy":
-            assert lp.target_compression is not None
-            before = lp.source_compression or Compression.GZIP
-            self.emit(
-                LayerRecompressed(
-                    desc,
-                    Descriptor(job.media_type, stored.digest, stored.size),
-                    operation,
-                    before.value,
-                    lp.target_compression.value,
-                )
-            )
+        return stored, diff_id, reader.size
+
+    def _retry_policy(self) -> RetryPolicy:
+        """How often a blob is put again: the destination's policy (put failures are its)."""
+        options = self.options.destination_options
+        return options.retry if options is not None else RetryPolicy()
+
+    def _retrying_blob(
+        self, desc: Descriptor, attempt: int, delay: float, error: Exception
+    ) -> None:
+        """Report that a blob is put again (as a destination retry), then wait before it."""
+        what = RetryAttempt(f"copying blob {desc.digest}", attempt, delay, str(error))
+        options = self.options.destination_options
+        hook = options.on_retry if options is not None else None
+        if hook is not None:
+            # copy_image made this hook report Retrying events too (_reporting_retries).
+            hook(what)
+        else:
+            self.emit(Retrying("destination", what.operation, attempt, delay, what.reason))
+        if self.cancel.wait(delay):
+            raise CopyCancelled(f"copy of {desc.digest} abandoned")
 
     def _count(self, *, reused: bool = False, size: int = 0, recompressed: bool = False) -> None:
         with self._count_lock:
@@ -1084,6 +1164,8 @@ class _Copier:
     def _record_cache(self) -> None:
         if self.cache is None:
             return
+        if not (self._pairs or worth_recording(self.src.reference, self.dst)):
+            return  # nothing a later copy could use: leave the cache file closed
         entries: list[tuple[Digest, BlobLocation]] = []
         entries += [(d, self._src_location) for d in sorted(self._seen_at_source)]
         entries += [(d, self._dst_location) for d in sorted(self._seen_at_destination)]
@@ -1132,6 +1214,64 @@ def _blame_corruption(source: VerifyingReader) -> Iterator[None]:
     except CompressionError:
         source.read_to_end()
         raise
+
+
+class _SourceWatch:
+    """Remembers what a source raised while a blob was opened or read from it.
+
+    A failed put is tried again only for failures of the destination: the source's own retry
+    policy already covers reading the blob (a registry source resumes a cut download with a
+    Range request, one budget per blob), so reading it all again would spend that budget twice.
+    """
+
+    def __init__(self) -> None:
+        self.error: BaseException | None = None
+
+    def open(self, opener: Callable[[], Readable]) -> Readable:
+        try:
+            return _WatchedStream(opener(), self)
+        except BaseException as e:
+            self.error = e
+            raise
+
+
+class _WatchedStream:
+    """A source's raw blob stream that tells its :class:`_SourceWatch` what it raised."""
+
+    def __init__(self, raw: Readable, watch: _SourceWatch) -> None:
+        self._raw = raw
+        self._watch = watch
+
+    def read(self, size: int = -1, /) -> bytes:
+        try:
+            return self._raw.read(size)
+        except BaseException as e:
+            self._watch.error = e
+            raise
+
+    def close(self) -> None:
+        close = getattr(self._raw, "close", None)
+        if close is not None:
+            close()
+
+
+def _worth_another_try(error: BaseException, source_error: BaseException | None) -> bool:
+    """Whether putting a blob again (from a fresh read of the source) may succeed.
+
+    Only errors that say so (:attr:`ImageError.retryable`: a broken connection, a busy
+    server, an upload that could not be resumed), and never when the source failed or content
+    did not verify, wherever in the chain of causes: a corrupt source must fail, not loop.
+    """
+    if not (isinstance(error, ImageError) and error.retryable):
+        return False
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        if cause is source_error or isinstance(cause, VerificationError):
+            return False
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return True
 
 
 def _reporting_retries(

@@ -233,7 +233,10 @@ class CopyOptions:
         if self.dest_decompress and self.dest_compress_format is not None:
             raise ValueError("dest_decompress cannot be combined with dest_compress_format")
         if self.keep_unselected and isinstance(self.instances, str):
-            raise ValueError("keep_unselected needs a list of platforms in instances")
+            raise ValueError(
+                "keep_unselected (--multi-arch-unselected keep) needs a list of platforms in "
+                "instances (--platform): it says what happens to the images not selected"
+            )
 
 
 @attrs.frozen(kw_only=True)

@@ -29,10 +29,16 @@ __all__ = [
     "ManifestWritten",
     "ProgressEvent",
     "Retrying",
+    "SignatureMethod",
+    "SigningManifest",
+    "StoringSignatures",
 ]
 
 #: What is done to a blob on its way: copied as it is, or its compression changed.
 BlobOperation = Literal["copy", "compress", "decompress", "recompress"]
+
+#: How a signature is made: GPG "simple signing" or a sigstore (cosign-compatible) key.
+SignatureMethod = Literal["simple", "sigstore"]
 
 #: A :class:`BlobProgress` event is sent about every this many bytes (and at the end).
 PROGRESS_INTERVAL = CHUNK_SIZE
@@ -139,6 +145,34 @@ class ManifestWritten(ProgressEvent):
     digest: Digest
     media_type: str
     instance: bool = False
+
+
+@attrs.frozen
+class SigningManifest(ProgressEvent):
+    """A new signature of a manifest written is being made (``sign_by`` or
+    ``sign_by_sigstore_private_key``); one event per signature, before it is made."""
+
+    #: The digest of the manifest signed (as written).
+    digest: Digest
+    #: ``"simple"`` (GPG simple signing) or ``"sigstore"``.
+    method: SignatureMethod
+    #: The identity the signature claims (a Docker reference with a tag or digest).
+    identity: str
+
+
+@attrs.frozen
+class StoringSignatures(ProgressEvent):
+    """The signatures of a manifest written (those copied and those made) are about to be
+    stored at the destination. Reported once per manifest that has any."""
+
+    #: The digest of the manifest the signatures are stored with.
+    digest: Digest
+    #: Signatures stored: copied from the source plus made during the copy.
+    count: int
+    #: Of those, the signatures made during the copy.
+    created: int = 0
+    #: True for the signatures of an index (OCI index / Docker manifest list).
+    index: bool = False
 
 
 @attrs.frozen

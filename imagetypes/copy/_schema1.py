@@ -42,8 +42,11 @@ __all__ = [
     "GZIPPED_EMPTY_LAYER",
     "Schema1Layer",
     "check_schema1_convertible",
+    "embedded_name",
     "empty_layer_descriptor",
+    "prefers_schema2",
     "put_empty_layer",
+    "renamed_schema1",
     "schema1_layers",
     "schema1_target",
     "schema2_config",
@@ -175,6 +178,19 @@ def schema1_target(accepted: tuple[str, ...] | None, destination: object) -> str
     )
 
 
+def prefers_schema2(accepted: tuple[str, ...] | None, media_type: str) -> str | None:
+    """The Docker schema 2 type a destination lists before ``media_type`` (a schema 1 type),
+    if it does: such a destination (a registry) stores schema 1 only when format ``v2s1``
+    asks for it, so that a copy without a format converts instead of being refused."""
+    if accepted is None or media_type not in accepted:
+        return None
+    rank = accepted.index(media_type)
+    for candidate in (mt.DOCKER_MANIFEST, mt.OCI_MANIFEST):
+        if candidate in accepted[:rank]:
+            return candidate
+    return None
+
+
 def check_schema1_convertible(image: ImageManifest, config: bytes) -> None:
     """Raise what converting ``image`` to schema 1 would raise, before any blob moves."""
     schema1_from_image(image, config, signed=False)
@@ -186,13 +202,41 @@ def to_schema1(
     """The schema 1 manifest of ``image`` (as stored at ``destination``), named as
     containers/image names it: the destination's repository path and tag, if it has a
     registry-style name, else empty."""
-    ref = destination.docker_reference
+    name, tag = embedded_name(destination) or ("", "")
     return schema1_from_image(
-        image,
-        config,
-        name=ref.path if ref is not None else "",
-        tag=(ref.tag or "") if ref is not None else "",
-        signed=media_type == mt.DOCKER_SCHEMA1_SIGNED_MANIFEST,
+        image, config, name=name, tag=tag, signed=media_type == mt.DOCKER_SCHEMA1_SIGNED_MANIFEST
+    )
+
+
+def embedded_name(destination: ImageReference) -> tuple[str, str] | None:
+    """The repository path and tag a schema 1 manifest stored at ``destination`` must name
+    (``None``: the destination has no registry-style name, and any will do)."""
+    ref = destination.docker_reference
+    if ref is None:
+        return None
+    return ref.path, ref.tag or ""
+
+
+def renamed_schema1(
+    manifest: DockerSchema1Manifest, destination: ImageReference
+) -> DockerSchema1Manifest | None:
+    """``manifest`` naming the repository and tag of ``destination``, or ``None`` when it
+    already does (or the destination has no such name).
+
+    A registry refuses a schema 1 manifest whose name is not a valid repository name, and
+    containers/image rewrites the name for every destination with a registry-style name; the
+    new manifest is signed again (with an ephemeral key) when the source was signed.
+    """
+    wanted = embedded_name(destination)
+    if wanted is None or wanted == (manifest.name, manifest.tag):
+        return None
+    return DockerSchema1Manifest.build(
+        name=wanted[0],
+        tag=wanted[1],
+        architecture=manifest.architecture,
+        fs_layers=manifest.fs_layers,
+        history=manifest.history,
+        signed=manifest.media_type == mt.DOCKER_SCHEMA1_SIGNED_MANIFEST,
     )
 
 

@@ -21,6 +21,7 @@ from ..types import Credentials, TransportOptions
 from ._engine import copy_image
 from ._options import CopyOptions, CopyResult
 from ._progress import ProgressEvent
+from ._trust import check_gpg_key, read_sigstore_key
 
 __all__ = [
     "SyncError",
@@ -69,7 +70,11 @@ class SyncOptions:
     #: Images copied at the same time.
     concurrency: int = attrs.field(default=4, validator=attrs.validators.ge(1))
     #: How each image is copied (``instances`` is set from :attr:`all`). Its progress callback
-    #: receives the events of every copy, one call at a time.
+    #: receives the events of every copy, one call at a time. With ``sign_by`` or
+    #: ``sign_by_sigstore_private_key``, every image synced is signed (and therefore copied
+    #: even when the destination already holds it, as skopeo does), as its own destination
+    #: reference unless ``sign_identity`` names one identity for all; a sync to ``dir``
+    #: needs ``sign_identity`` (a folder has no Docker reference).
     copy_options: CopyOptions = attrs.field(factory=CopyOptions)
 
 
@@ -345,7 +350,7 @@ def sync(
         raise SyncError("sync from 'dir' to 'dir' is not supported; copy the folder instead")
     if destination_kind not in ("docker", "dir"):
         raise SyncError(f"{destination_kind!r} is not a valid sync destination (docker or dir)")
-    base = options.copy_options
+    base = options.copy_options if options.dry_run else _check_signing(options, destination_kind)
     items = list_sync_images(source, source_kind, base.source_options)
     if not items:
         raise SyncError(f"no images to sync found in {source!r}")
@@ -377,6 +382,29 @@ def sync(
             raise error from first.exception
         raise error
     return report
+
+
+def _check_signing(options: SyncOptions, destination_kind: DestinationKind) -> CopyOptions:
+    """The copy options, with a sigstore key file read once; fails before anything is listed
+    when signing cannot work (no identity for ``dir``, a wrong passphrase, no GPG key)."""
+    base = options.copy_options
+    if base.sign_by is None and base.sign_by_sigstore_private_key is None:
+        return base
+    if destination_kind == "dir" and base.sign_identity is None:
+        raise SyncError(
+            "cannot sign images synced to a folder: a dir destination has no Docker reference "
+            "to sign as; give one identity for every image (CopyOptions.sign_identity) or "
+            "sync to a registry"
+        )
+    if base.sign_by_sigstore_private_key is not None:
+        from ..trust import sigstore_public_key
+
+        key = read_sigstore_key(base.sign_by_sigstore_private_key)
+        sigstore_public_key(key, base.sign_passphrase)  # the key and passphrase, checked once
+        base = attrs.evolve(base, sign_by_sigstore_private_key=key)
+    if base.sign_by is not None:
+        check_gpg_key(base.sign_by, base.gpg_home)
+    return base
 
 
 def _serialised(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,12 +19,24 @@ from ..platform import Platform
 from ..reference import Reference
 from ..types import ImageReference, ImageSource
 from ._options import CopyOptions
+from ._progress import ProgressEvent, SigningManifest, StoringSignatures
 
 if TYPE_CHECKING:
     from ..descriptor import Descriptor
     from ..trust import Policy
 
-__all__ = ["Signer", "SourceReads", "check_policy", "select_positions", "select_system"]
+__all__ = [
+    "Signer",
+    "SourceReads",
+    "check_gpg_key",
+    "check_policy",
+    "read_sigstore_key",
+    "select_positions",
+    "select_system",
+    "signatures_to_store",
+]
+
+_Progress = Callable[[ProgressEvent], None]
 
 #: Bound on a sigstore private key file (they are a few hundred bytes).
 _MAX_KEY_SIZE = 1024 * 1024
@@ -135,7 +147,8 @@ def check_policy(
 # -- signing -----------------------------------------------------------------------------------
 
 
-def _read_key(value: bytes | str | os.PathLike[str]) -> bytes:
+def read_sigstore_key(value: bytes | str | os.PathLike[str]) -> bytes:
+    """A sigstore private key given as bytes or a path (bounded in size)."""
     if isinstance(value, bytes):
         return value
     path = Path(value)
@@ -149,7 +162,7 @@ def _read_key(value: bytes | str | os.PathLike[str]) -> bytes:
     return data
 
 
-def _check_gpg_key(key_id: str, home: str | os.PathLike[str] | None) -> None:
+def check_gpg_key(key_id: str, home: str | os.PathLike[str] | None) -> None:
     """Fail early, before any blob moves, when gpg or the secret key is missing."""
     from ..trust import GPGError
 
@@ -169,6 +182,20 @@ def _check_gpg_key(key_id: str, home: str | os.PathLike[str] | None) -> None:
         raise GPGError(f"signing key {key_id!r} not found: no such secret key in {where}")
 
 
+def _describe(manifest: bytes) -> tuple[Digest, bool]:
+    """The digest ``manifest`` is addressed by (a signed schema 1 manifest: its payload's),
+    and whether it is an index."""
+    from ..errors import ManifestError, UnsupportedManifestTypeError
+    from ._schema1 import written_digest
+
+    try:
+        parsed = parse_manifest(manifest)
+    except (ManifestError, UnsupportedManifestTypeError):
+        # Not a manifest we parse: signed over its bytes all the same.
+        return Digest.from_bytes(manifest), False
+    return written_digest(parsed), isinstance(parsed, IndexManifest)
+
+
 @attrs.frozen
 class Signer:
     """Makes the signatures :class:`CopyOptions` asks for, over manifests as written."""
@@ -178,6 +205,9 @@ class Signer:
     gpg_home: str | os.PathLike[str] | None
     passphrase: str | None = attrs.field(repr=False)
     sigstore_key: bytes | None = attrs.field(repr=False)
+    #: Receives :class:`~imagetypes.copy.SigningManifest` and
+    #: :class:`~imagetypes.copy.StoringSignatures` from :meth:`sign` (the copy's callback).
+    progress: _Progress | None = attrs.field(default=None, eq=False, repr=False)
 
     @classmethod
     def from_options(cls, options: CopyOptions, destination: ImageReference) -> Signer | None:
@@ -203,25 +233,42 @@ class Signer:
         if options.sign_by_sigstore_private_key is not None:
             from ..trust import sigstore_public_key
 
-            sigstore_key = _read_key(options.sign_by_sigstore_private_key)
+            sigstore_key = read_sigstore_key(options.sign_by_sigstore_private_key)
             # Decrypting now checks the key and the passphrase before anything is copied.
             sigstore_public_key(sigstore_key, options.sign_passphrase)
         if options.sign_by is not None:
-            _check_gpg_key(options.sign_by, options.gpg_home)
+            check_gpg_key(options.sign_by, options.gpg_home)
         return cls(
             identity=identity,
             gpg_key=options.sign_by,
             gpg_home=options.gpg_home,
             passphrase=options.sign_passphrase,
             sigstore_key=sigstore_key,
+            progress=options.progress,
         )
 
-    def sign(self, manifest: bytes) -> list[bytes]:
-        """New signatures of ``manifest`` (simple signing first, then sigstore), as stored."""
+    def sign(self, manifest: bytes, copied: int = 0) -> list[bytes]:
+        """New signatures of ``manifest`` (simple signing first, then sigstore), as stored.
+
+        Reports a :class:`~imagetypes.copy.SigningManifest` per signature, then
+        :class:`~imagetypes.copy.StoringSignatures` (``copied`` signatures from the source
+        plus the new ones), as the caller stores them next.
+        """
+        digest, index = _describe(manifest)
+        new = self.make(manifest, digest, self.progress)
+        if self.progress is not None:
+            self.progress(StoringSignatures(digest, copied + len(new), len(new), index))
+        return new
+
+    def make(self, manifest: bytes, digest: Digest, emit: _Progress | None) -> list[bytes]:
+        """The new signatures of ``manifest`` (whose digest is ``digest``), each announced to
+        ``emit`` with a :class:`~imagetypes.copy.SigningManifest` before it is made."""
         from ..trust import SigstoreSignature, sign_sigstore, sign_simple
 
         signatures: list[bytes] = []
         if self.gpg_key is not None:
+            if emit is not None:
+                emit(SigningManifest(digest, "simple", str(self.identity)))
             signatures.append(
                 sign_simple(
                     manifest,
@@ -232,8 +279,30 @@ class Signer:
                 )
             )
         if self.sigstore_key is not None:
+            if emit is not None:
+                emit(SigningManifest(digest, "sigstore", str(self.identity)))
             payload, annotations = sign_sigstore(
                 manifest, self.identity, self.sigstore_key, self.passphrase
             )
             signatures.append(SigstoreSignature(payload, annotations).to_blob())
         return signatures
+
+
+def signatures_to_store(
+    signer: Signer | None,
+    copied: Sequence[bytes],
+    manifest: Manifest,
+    emit: _Progress | None,
+) -> list[bytes]:
+    """The signatures to store with ``manifest``: those ``copied``, then the new ones
+    ``signer`` makes; reports signing and, when there is any signature, storing to ``emit``
+    (as skopeo prints "Signing manifest ..." and "Storing signatures")."""
+    from ._schema1 import written_digest
+
+    digest = written_digest(manifest)
+    new = signer.make(manifest.raw, digest, emit) if signer is not None else []
+    stored = [*copied, *new]
+    if stored and emit is not None:
+        index = isinstance(manifest, IndexManifest)
+        emit(StoringSignatures(digest, len(stored), len(new), index))
+    return stored

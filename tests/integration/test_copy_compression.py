@@ -75,7 +75,13 @@ def layer_types(manifest: dict[str, object]) -> list[str]:
 
 def uncompressed_layout(path: Path, seed: int) -> tuple[Path, BuiltImage]:
     """An OCI layout whose layers are plain tars with the OCI_LAYER media type (by hand)."""
-    sizes = (3000, 200_000)
+    return uncompressed_layout_of(path, (3000, 200_000), seed)
+
+
+def uncompressed_layout_of(
+    path: Path, sizes: tuple[int, int], seed: int = 7
+) -> tuple[Path, BuiltImage]:
+    """:func:`uncompressed_layout` with layers of the given sizes."""
     img = make_image(seed, sizes)
     manifest = json.loads(img.manifest)
     blobs = {img.config_digest: img.config}
@@ -181,3 +187,28 @@ def test_docker_archive_to_oci_compresses(tmp_path: Path) -> None:
     assert result.layers_recompressed == 2
     # skopeo reads the layout and checks every blob it copies.
     skopeo("copy", f"oci:{tmp_path / 'dst'}:v1", f"dir:{tmp_path / 'check'}")
+
+
+@needs_skopeo
+def test_large_layers_compressed_on_several_threads_are_read_by_skopeo(tmp_path: Path) -> None:
+    # Layers past the size where gzip blocks go to the thread pool (4 MiB), stored plain in a
+    # layout; the copy compresses them, and skopeo must decompress them to the diff IDs.
+    layout, built = uncompressed_layout_of(tmp_path / "src", (6_500_000, 9 * 1024 * 1024 + 1))
+    first = tmp_path / "first"
+    copy_image(f"oci:{layout}:plain", f"oci:{first}:x")
+    again = tmp_path / "again"
+    copy_image(f"oci:{layout}:plain", f"oci:{again}:x")
+    manifest = oci_manifest(first, "x")
+    assert layer_types(manifest) == [mt.OCI_LAYER_GZIP] * 2
+    # Deterministic: the same layers give the same gzip bytes (and manifest) every time.
+    assert manifest == oci_manifest(again, "x")
+    original = json.loads(built.config)["rootfs"]["diff_ids"]
+    skopeo("copy", "--dest-decompress", f"oci:{first}:x", f"dir:{tmp_path / 'plain'}")
+    plain = json.loads((tmp_path / "plain" / "manifest.json").read_bytes())
+    assert [x["digest"] for x in plain["layers"]] == original
+    layers = manifest["layers"]
+    assert isinstance(layers, list)
+    for layer, diff_id in zip(layers, original, strict=True):
+        data = blob(first, layer["digest"])
+        assert subprocess.run(["gzip", "-t"], input=data, check=False).returncode == 0
+        assert str(Digest.from_bytes(gzip.decompress(data))) == diff_id

@@ -481,3 +481,122 @@ def test_manifest_digest_of_a_broken_signature() -> None:
     obj["signatures"][0]["protected"] = "!!!"
     with pytest.raises(ManifestError):
         manifest_digest(json.dumps(obj).encode())
+
+
+# -- Docker schema 1 images ---------------------------------------------------------------------
+
+
+def schema1_with_history() -> BuiltImage:
+    """An image whose history has an empty layer between its two layers."""
+    img = make_image(41, (900, 2000), labels={"k": "v"})
+    obj = json.loads(img.config)
+    obj["docker_version"] = "20.10.7"
+    obj["history"].insert(
+        1, {"created": "2024-01-02T03:04:06Z", "created_by": "ENV A=b", "empty_layer": True}
+    )
+    config = json.dumps(obj, separators=(",", ":")).encode()
+    manifest = json.loads(img.manifest)
+    manifest["config"].update(digest=str(Digest.from_bytes(config)), size=len(config))
+    blobs = {d: b for d, b in img.blobs.items() if d != img.config_digest}
+    blobs[Digest.from_bytes(config)] = config
+    raw = json.dumps(manifest, separators=(",", ":")).encode()
+    return BuiltImage(raw, img.media_type, config, blobs, img.platform)
+
+
+@pytest.fixture
+def schema1_dir(tmp_path: Path) -> tuple[Path, BuiltImage]:
+    from imagetypes.copy import CopyOptions, copy_image
+
+    img = schema1_with_history()
+    src = write_oci_layout(tmp_path / "src", {"v1": img})
+    out = tmp_path / "s1"
+    copy_image(f"oci:{src}:v1", f"dir:{out}", CopyOptions(format="v2s1"))
+    return out, img
+
+
+def test_a_schema1_image_opens_with_its_manifest_as_stored(
+    schema1_dir: tuple[Path, BuiltImage],
+) -> None:
+    from imagetypes.errors import UnsupportedConversionError, UnsupportedManifestTypeError
+    from imagetypes.manifest import DockerSchema1Manifest
+
+    out, _img = schema1_dir
+    raw = (out / "manifest.json").read_bytes()
+    with open_image(f"dir:{out}") as image:
+        assert image.raw_manifest() == raw
+        assert image.raw_manifest(image.media_type) == raw
+        assert image.media_type in (mt.DOCKER_SCHEMA1_SIGNED_MANIFEST, mt.DOCKER_SCHEMA1_MANIFEST)
+        s1 = image.schema1_manifest()
+        assert isinstance(s1, DockerSchema1Manifest)
+        assert s1.raw == raw
+        # The digest registries and skopeo use: the payload's, for a signed manifest.
+        assert image.digest == image.top_digest == s1.canonical_digest == manifest_digest(raw)
+        with pytest.raises(UnsupportedManifestTypeError, match="schema1_manifest"):
+            image.manifest()
+        with pytest.raises(UnsupportedConversionError, match="diff IDs"):
+            image.raw_manifest(mt.DOCKER_MANIFEST)
+        with pytest.raises(UnsupportedError, match="no config blob"):
+            image.raw_config()
+
+
+def test_a_schema1_image_displays_as_a_card(schema1_dir: tuple[Path, BuiltImage]) -> None:
+    from imagetypes._display import render_text
+
+    out, _img = schema1_dir
+    with open_image(f"dir:{out}") as image:
+        text = render_text(image._display_card())
+        html = image._repr_html_()
+    assert "Docker schema 1 manifest" in text
+    assert "unknown (3 layers; schema 1 records no sizes)" in text
+    assert str(image.digest) in html
+
+
+def test_a_schema1_image_lists_every_layer_base_first(
+    schema1_dir: tuple[Path, BuiltImage],
+) -> None:
+    from imagetypes.manifest._schema1_write import GZIPPED_EMPTY_LAYER_DIGEST
+
+    out, img = schema1_dir
+    layer_digests = [Digest.parse(d["digest"]) for d in json.loads(img.manifest)["layers"]]
+    with open_image(f"dir:{out}") as image:
+        layers = image.layers()
+        # The empty history entry is listed, as skopeo lists it.
+        assert [d.digest for d in layers] == [
+            layer_digests[0],
+            GZIPPED_EMPTY_LAYER_DIGEST,
+            layer_digests[1],
+        ]
+        assert {d.size for d in layers} == {-1}
+        assert {d.media_type for d in layers} == {mt.DOCKER_LAYER}
+
+
+def test_a_schema1_image_inspects_from_its_v1_history(
+    schema1_dir: tuple[Path, BuiltImage],
+) -> None:
+    out, img = schema1_dir
+    config = json.loads(img.config)
+    with open_image(f"dir:{out}") as image:
+        info = image.inspect()
+        layers = [str(d.digest) for d in image.layers()]
+        assert info == {
+            "Digest": str(image.digest),
+            "RepoTags": [],
+            "Created": config["created"],
+            "DockerVersion": "20.10.7",
+            "Labels": {"k": "v"},
+            "Architecture": "amd64",
+            "Os": "linux",
+            "Layers": layers,
+            "LayersData": [
+                {"MIMEType": "", "Digest": d, "Size": -1, "Annotations": None} for d in layers
+            ],
+            "Env": config["config"]["Env"],
+        }
+        assert "Tag" not in info  # a dir: copy names no tag
+        parsed = image.config()
+        assert parsed.diff_ids == ()
+        assert image.platform == Platform("linux", "amd64")
+        oci = image.oci_config()
+        assert oci["rootfs"] == {"type": "layers", "diff_ids": ["", ""]}
+        assert [h.get("empty_layer", False) for h in oci["history"]] == [False, True, False]
+        assert oci["config"]["Labels"] == {"k": "v"}

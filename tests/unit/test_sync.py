@@ -197,3 +197,31 @@ def test_summary_lines_are_periodic() -> None:
     lines(BlobStarted(d1))
     lines(BlobDone(d1, 10))
     assert "Progress: 1 blobs copied, 0 skipped, 10 B" in out.getvalue()
+
+
+# -- signing flags ---------------------------------------------------------------------------
+
+
+def test_sync_has_skopeos_signing_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    from imagetypes.cli import main
+
+    assert main(["sync", "--help"]) == 0
+    text = capsys.readouterr().out
+    for flag in ("--sign-by", "--sign-by-sigstore-private-key", "--sign-passphrase-file"):
+        assert flag in text
+    # skopeo sync has no --sign-identity: each image is signed as its own destination.
+    assert "--sign-identity" not in text
+    assert "--additional-tag" not in text
+
+
+def test_sync_signing_into_a_folder_needs_an_identity(tmp_path: Path) -> None:
+    # Refused before the source (an unreachable registry here) is listed.
+    with pytest.raises(SyncError, match="sign_identity"):
+        sync(
+            "registry.invalid/repo",
+            str(tmp_path / "out"),
+            source_kind="docker",
+            destination_kind="dir",
+            options=SyncOptions(copy_options=CopyOptions(sign_by="0123456789ABCDEF")),
+        )
+    assert not (tmp_path / "out").exists()

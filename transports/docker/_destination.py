@@ -21,7 +21,7 @@ from imagetypes.types import (
 )
 
 from ._client import MAX_MANIFEST_SIZE, RegistryClient, referrers_tag
-from ._errors import AccessDeniedError
+from ._errors import AccessDeniedError, RegistryError, RegistryUnsupportedError
 from ._mirrors import destination_options
 from ._signatures import SignatureStorage, check_writable, load_registries_d, write_signatures
 
@@ -36,7 +36,15 @@ __all__ = ["MOUNT_FROM_OPTION", "DockerImageDestination"]
 #: try mounting blobs from before uploading them.
 MOUNT_FROM_OPTION = "docker.mount_from"
 
-_MANIFEST_TYPES = (mt.OCI_MANIFEST, mt.DOCKER_MANIFEST, mt.OCI_INDEX, mt.DOCKER_MANIFEST_LIST)
+# Signed schema 1 last: written only when asked for (format v2s1), since most registries refuse
+# it (distribution 2.8 unless its config has compatibility: schema1: enabled: true).
+_MANIFEST_TYPES = (
+    mt.OCI_MANIFEST,
+    mt.DOCKER_MANIFEST,
+    mt.OCI_INDEX,
+    mt.DOCKER_MANIFEST_LIST,
+    mt.DOCKER_SCHEMA1_SIGNED_MANIFEST,
+)
 
 
 class DockerImageDestination(ImageDestination):
@@ -227,7 +235,19 @@ class DockerImageDestination(ImageDestination):
 
     def _put(self, reference: str, manifest: bytes, media_type: str) -> None:
         repo = self._reference.repository
-        digest, headers = self._client.put_manifest(repo, reference, manifest, media_type)
+        try:
+            digest, headers = self._client.put_manifest(repo, reference, manifest, media_type)
+        except RegistryError as e:
+            if media_type == mt.DOCKER_SCHEMA1_SIGNED_MANIFEST and _refuses_schema1(e):
+                raise RegistryUnsupportedError(
+                    f"{self._reference}: the registry refused the Docker schema 1 manifest "
+                    f"({e}); most registries no longer accept schema 1 (the distribution "
+                    "registry only with 'compatibility: schema1: enabled: true' in its "
+                    "config): write schema 2 or OCI instead (format v2s2 or oci)",
+                    status=e.status,
+                    errors=e.errors,
+                ) from e
+            raise
         subject = _subject(manifest)
         if subject is not None and "oci-subject" not in headers:
             # No referrers API: keep the OCI 1.1 fallback tag's index up to date.
@@ -268,6 +288,14 @@ def _descriptor(info: BlobInfo, digest: Digest, size: int | None) -> Descriptor:
     if size is None or size < 0:
         size = info.size if info.size is not None and info.size >= 0 else 0
     return Descriptor(info.media_type, digest, size)
+
+
+def _refuses_schema1(error: RegistryError) -> bool:
+    """Whether a failed schema 1 PUT reads as "schema 1 is not accepted here" (distribution
+    2.8 answers 500 UNKNOWN; others MANIFEST_INVALID or UNSUPPORTED)."""
+    return error.status == 500 or bool(
+        {"MANIFEST_INVALID", "UNSUPPORTED", "UNKNOWN"} & set(error.codes)
+    )
 
 
 def _subject(manifest: bytes) -> Digest | None:

@@ -53,7 +53,9 @@ class RegistryError(ImageError):
     """A registry answered with an error (or could not be reached).
 
     ``status`` is the HTTP status (``None`` when no answer came), ``errors`` what the registry
-    said, decoded from its error JSON.
+    said, decoded from its error JSON. ``retryable`` (see :attr:`ImageError.retryable`) is set
+    for statuses the client's :class:`~imagetypes.RetryPolicy` retries and for uploads that
+    could not be resumed.
     """
 
     def __init__(
@@ -62,10 +64,13 @@ class RegistryError(ImageError):
         *,
         status: int | None = None,
         errors: Sequence[ErrorDetail] = (),
+        retryable: bool | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.errors = tuple(errors)
+        if retryable is not None:
+            self.retryable = retryable
 
     @property
     def codes(self) -> tuple[str, ...]:
@@ -104,9 +109,14 @@ class BlobUnknownError(RegistryError, BlobNotFoundError):
 class RegistryConnectionError(RegistryError):
     """The registry could not be reached, or the connection broke."""
 
+    retryable = True
+
 
 class RegistryTLSError(RegistryConnectionError):
     """TLS failed: the certificate was not trusted, or the server does not speak TLS."""
+
+    # A matter of configuration: trying again cannot help.
+    retryable = False
 
 
 def parse_error_details(body: bytes) -> tuple[ErrorDetail, ...]:
