@@ -5,17 +5,21 @@ from __future__ import annotations
 import gzip
 import io
 import random
+import shutil
 import subprocess
 import sys
 import textwrap
+import threading
 import tracemalloc
 import zlib
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from imagetypes import mediatypes as mt
 from imagetypes.compression import (
+    GZIP_BLOCK_SIZE,
     Compression,
     compressing_reader,
     decompressing_reader,
@@ -26,8 +30,8 @@ from imagetypes.compression import (
     with_compression,
     zstd_available,
 )
-from imagetypes.digest import CHUNK_SIZE, Readable
-from imagetypes.errors import CompressionError, UnsupportedError
+from imagetypes.digest import CHUNK_SIZE, Digest, Readable, VerifyingReader
+from imagetypes.errors import CompressionError, DigestMismatchError, UnsupportedError
 from imagetypes.mediatypes import DOCKER_FOREIGN_UNCOMPRESSED_LAYER
 
 BACKENDS = [
@@ -199,7 +203,8 @@ def test_memory_stays_bounded_when_compressing() -> None:
 
     tracemalloc.start()
     try:
-        reader = compressing_reader(Zeros())
+        # Two threads (the pool starts after 4 MiB): a few blocks in flight, whatever the size.
+        reader = compressing_reader(Zeros(), threads=2)
         out = 0
         while data := reader.read(CHUNK_SIZE):
             out += len(data)
@@ -208,6 +213,160 @@ def test_memory_stays_bounded_when_compressing() -> None:
         tracemalloc.stop()
     assert 0 < out < size // 100
     assert peak < 8 * CHUNK_SIZE, f"peak {peak} bytes"
+
+
+# -- gzip in blocks, on several threads -------------------------------------------------------
+#: Sizes around the block size and past the size where the thread pool starts (4 MiB).
+BLOCK_EDGES = [
+    0,
+    1,
+    GZIP_BLOCK_SIZE - 1,
+    GZIP_BLOCK_SIZE,
+    GZIP_BLOCK_SIZE + 1,
+    6 * GZIP_BLOCK_SIZE,
+    6 * GZIP_BLOCK_SIZE + 12345,
+]
+
+
+class Trickle:
+    """A stream that hands out at most ``step`` bytes per read, as a socket does."""
+
+    def __init__(self, data: bytes, step: int) -> None:
+        self._data = memoryview(data)
+        self._step = step
+
+    def read(self, size: int = -1, /) -> bytes:
+        n = self._step if size < 0 else min(size, self._step)
+        out, self._data = bytes(self._data[:n]), self._data[n:]
+        return out
+
+
+def gzip_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("imagetypes-gzip")]
+
+
+def slots_used() -> int:
+    from imagetypes import compression
+
+    return compression._slots_used
+
+
+@pytest.mark.parametrize("size", BLOCK_EDGES)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_parallel_gzip_is_valid_and_the_same_for_any_thread_count(backend: Any, size: int) -> None:
+    data = sample(size, seed=size)
+    outputs = {
+        threads: read_all(
+            compressing_reader(io.BytesIO(data), gzip_backend=backend, threads=threads), CHUNK_SIZE
+        )
+        for threads in (1, 2, 3)
+    }
+    again = compressing_reader(io.BytesIO(data), gzip_backend=backend, threads=2).read()
+    # The input handed out in small pieces is still cut in the same blocks.
+    trickled = compressing_reader(Trickle(data, 100_003), gzip_backend=backend, threads=2).read()
+    assert len(set(outputs.values()) | {again, trickled}) == 1
+    out = outputs[1]
+    assert out[:4] == b"\x1f\x8b\x08\x00"
+    assert out[4:8] == b"\0\0\0\0"  # no timestamp
+    assert gzip.decompress(out) == data
+    assert zlib.decompress(out, 31) == data  # one member, no trailing bytes
+    reader = decompressing_reader(io.BytesIO(out), gzip_backend=backend)
+    assert read_all(reader, 65536) == data
+    # The trailer: CRC-32 and size of the input.
+    assert out[-8:] == zlib.crc32(data).to_bytes(4, "little") + len(data).to_bytes(4, "little")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_parallel_gzip_compresses_like_a_single_stream(backend: Any) -> None:
+    data = sample(6 * GZIP_BLOCK_SIZE)
+    ours = compressing_reader(io.BytesIO(data), gzip_backend=backend, threads=2).read()
+    whole = gzip.compress(data, compresslevel=6)
+    # Blocks primed with the 32 KiB before them lose almost nothing to one stream.
+    assert len(ours) < len(whole) * 1.05
+
+
+@pytest.mark.skipif(shutil.which("gzip") is None, reason="gzip(1) is not installed")
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_gzip_1_reads_the_parallel_output(backend: Any, tmp_path: Path) -> None:
+    data = sample(6 * GZIP_BLOCK_SIZE + 7)
+    path = tmp_path / "layer.gz"
+    path.write_bytes(compressing_reader(io.BytesIO(data), gzip_backend=backend, threads=2).read())
+    check = subprocess.run(["gzip", "-t", str(path)], capture_output=True, check=False)
+    assert check.returncode == 0, check.stderr
+    out = subprocess.run(["gzip", "-dc", str(path)], capture_output=True, check=True, timeout=60)
+    assert out.stdout == data
+
+
+def test_parallel_gzip_uses_threads_only_for_large_streams() -> None:
+    def threads_seen(size: int, threads: int) -> int:
+        reader = compressing_reader(io.BytesIO(sample(size)), threads=threads)
+        seen = 0
+        while reader.read(CHUNK_SIZE):
+            seen = max(seen, slots_used())  # blocks this stream has in the pool
+        reader.close()
+        return seen
+
+    assert threads_seen(3 * GZIP_BLOCK_SIZE, 2) == 0
+    assert threads_seen(12 * GZIP_BLOCK_SIZE, 1) == 0
+    assert threads_seen(12 * GZIP_BLOCK_SIZE, 2) >= 1
+
+
+def test_parallel_gzip_passes_errors_of_its_input_through() -> None:
+    data = sample(10 * GZIP_BLOCK_SIZE)
+    wrong = VerifyingReader(io.BytesIO(data), Digest.from_bytes(b"something else"))
+    reader = compressing_reader(wrong, threads=2)
+    with pytest.raises(DigestMismatchError):
+        reader.read()
+    reader.close()
+    assert slots_used() == 0  # its blocks left the pool's budget
+
+
+def test_closing_a_half_read_parallel_gzip_stream_frees_its_pool_slots() -> None:
+    reader = compressing_reader(io.BytesIO(sample(20 * GZIP_BLOCK_SIZE)), threads=2)
+    for _ in range(16):  # 8 MiB of output or so: the pool started at 4 MiB of input
+        assert reader.read(CHUNK_SIZE)
+    assert gzip_threads()
+    assert slots_used() > 0
+    reader.close()
+    assert slots_used() == 0
+
+
+def test_many_parallel_gzip_streams_at_once_share_the_pool_budget() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    data = sample(7 * GZIP_BLOCK_SIZE + 3)
+    expected = compressing_reader(io.BytesIO(data), threads=1).read()
+
+    def compress(i: int) -> bytes:
+        reader = compressing_reader(io.BytesIO(data), threads=2)
+        if i % 3 == 0:  # some are dropped half way
+            for _ in range(12):
+                reader.read(CHUNK_SIZE)
+            reader.close()
+            return expected
+        return reader.read()
+
+    with ThreadPoolExecutor(6) as pool:
+        assert all(out == expected for out in pool.map(compress, range(12)))
+    assert slots_used() == 0  # every slot was given back
+
+
+def test_readinto_hands_out_the_same_bytes_as_read() -> None:
+    data = sample(3 * CHUNK_SIZE + 5)
+    expected = compressing_reader(io.BytesIO(data)).read()
+    reader = compressing_reader(io.BytesIO(data))
+    buffer = bytearray(300_001)
+    parts = []
+    while n := reader.readinto(buffer):
+        parts.append(bytes(buffer[:n]))
+    assert b"".join(parts) == expected
+    assert reader.bytes_out == len(expected)
+    assert reader.readinto(bytearray(10)) == 0
+
+
+def test_threads_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        compressing_reader(io.BytesIO(b""), threads=0)
 
 
 # -- zstd --------------------------------------------------------------------------------------
@@ -223,6 +382,30 @@ def test_zstd_round_trip_and_frames() -> None:
         decompressing_reader(io.BytesIO(compressed[:-9])).read()
     with pytest.raises(CompressionError, match="unexpected data"):
         decompressing_reader(io.BytesIO(compressed + b"junk")).read()
+
+
+@needs_zstd
+@pytest.mark.parametrize("size", [0, 1, 3 * CHUNK_SIZE + 1, 9 * CHUNK_SIZE + 4321])
+def test_zstd_output_is_the_same_for_any_thread_count(size: int) -> None:
+    data = sample(size, seed=size + 1)
+    outputs = {
+        compressing_reader(io.BytesIO(data), "zstd", threads=threads).read()
+        for threads in (1, 2, 4)
+    }
+    outputs.add(compressing_reader(Trickle(data, 70_001), "zstd", threads=2).read())
+    assert len(outputs) == 1
+    (out,) = outputs
+    assert decompressing_reader(io.BytesIO(out)).read() == data
+
+
+@needs_zstd
+@pytest.mark.skipif(shutil.which("zstd") is None, reason="zstd(1) is not installed")
+def test_zstd_1_reads_our_output(tmp_path: Path) -> None:
+    data = sample(9 * CHUNK_SIZE + 3)
+    path = tmp_path / "layer.zst"
+    path.write_bytes(compressing_reader(io.BytesIO(data), "zstd", threads=2).read())
+    out = subprocess.run(["zstd", "-dc", str(path)], capture_output=True, check=True, timeout=60)
+    assert out.stdout == data
 
 
 def _run_without(modules: list[str], code: str) -> subprocess.CompletedProcess[str]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import io
 import os
 import posixpath
 import secrets
@@ -30,7 +31,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, BinaryIO, Literal
+from typing import IO, TYPE_CHECKING, Literal
 
 import attrs
 
@@ -198,7 +199,7 @@ class MemberReader:
     """A stream over one member's data, read with its own file descriptor."""
 
     def __init__(self, path: Path, member: ArchiveMember, where: str, offset: int = 0) -> None:
-        self._file: BinaryIO | None = open(path, "rb")  # noqa: SIM115 - closed by close()
+        self._file: io.BufferedReader | None = open(path, "rb")  # noqa: SIM115 - closed by close()
         self._remaining = max(member.size - offset, 0)
         self._where = where
         self._name = member.name
@@ -216,6 +217,20 @@ class MemberReader:
             raise ArchiveError(f"{self._where}: {self._name!r} ends early (the file shrank?)")
         self._remaining -= len(data)
         return data
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:
+        """Read into ``buffer`` (a caller's reused buffer: no new bytes object per chunk)."""
+        if self._file is None:
+            raise ValueError("read from a closed member stream")
+        view = memoryview(buffer).cast("B")
+        size = min(len(view), self._remaining)
+        if size == 0:
+            return 0
+        count = self._file.readinto(view[:size])
+        if not count:
+            raise ArchiveError(f"{self._where}: {self._name!r} ends early (the file shrank?)")
+        self._remaining -= count
+        return count
 
     def readable(self) -> bool:
         return True
