@@ -268,14 +268,25 @@ class ProgressReader(VerifyingReader):
         if self._cancel.is_set():
             raise CopyCancelled(f"copy of {self._descriptor.digest} abandoned")
         data = self._inner.read(size)
+        self._progress(len(data))
+        return data
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:
+        # The inner reader fills the caller's buffer (and hashes it) without a copy here.
+        if self._cancel.is_set():
+            raise CopyCancelled(f"copy of {self._descriptor.digest} abandoned")
+        n = self._inner.readinto(buffer)
+        self._progress(n)
+        return n
+
+    def _progress(self, n: int) -> None:
         if self._emit.active:
             done = self._inner.size
-            if (data and done - self._reported >= PROGRESS_INTERVAL) or (
-                not data and done != self._reported
+            if (n and done - self._reported >= PROGRESS_INTERVAL) or (
+                not n and done != self._reported
             ):
                 self._reported = done
                 self._emit(BlobProgress(self._descriptor, done))
-        return data
 
     @property
     def finished(self) -> bool:
