@@ -18,6 +18,10 @@ class RetryPolicy:
     retries after the first try; waits grow as ``backoff * 2**n`` (capped at ``max_backoff``)
     with full jitter; a server's ``Retry-After`` is honoured (capped at ``max_retry_after``)
     for the statuses in ``retry_after_statuses``.
+
+    Transports apply it to each request (and a registry to each resumed transfer); the copy
+    engine applies the destination's policy once more to each blob whose put failed with a
+    retryable error (:attr:`~imagetypes.ImageError.retryable`), with a budget of its own per blob.
     """
 
     #: Retries after the first attempt (skopeo's ``--retry-times``).

@@ -97,7 +97,8 @@ class TransportOptions:
     no_creds: bool = False
     #: How failed requests and blob transfers are retried.
     retry: RetryPolicy = attrs.field(factory=RetryPolicy)
-    #: Called (from any thread) before each retry a transport makes.
+    #: Called (from any thread) before each retry a transport makes, and before the copy
+    #: engine puts a blob again.
     on_retry: Callable[[RetryAttempt], None] | None = attrs.field(
         default=None, eq=False, repr=False
     )

@@ -137,6 +137,12 @@ def copy_image(
     :class:`~imagetypes.DigestChangeError` under ``preserve_digests``, ...); any other
     exception becomes a :class:`~imagetypes.CopyError` with the original chained as its cause.
 
+    A blob whose put fails with a retryable error (:attr:`~imagetypes.ImageError.retryable`: a
+    broken connection, a busy or failing registry, an upload that could not be resumed) is read
+    from the source again and put again, as often as ``destination_options.retry`` allows (one
+    budget per blob), each time reported as a :class:`~imagetypes.copy.Retrying` event. Failures
+    of the source and content that does not verify are never retried.
+
     With ``options.policy``, the source's manifest(s) and signatures are read and the policy
     evaluated before the destination is even opened; a rejection raises
     :class:`~imagetypes.trust.PolicyRejectedError`. Signing (``options.sign_by``,
@@ -1101,9 +1107,16 @@ class _Copier:
                     uncompressed = checked
                 stream = uncompressed
                 if operation != "decompress":
-                    stream = compressing_reader(
-                        uncompressed, lp.target_compression, self.options.dest_compress_level
+                    # The descriptor's size picks zstd's mode (part of the output, so never the
+                    # load); release() stops its threads if the put ends early.
+                    compressed = compressing_reader(
+                        uncompressed,
+                        lp.target_compression,
+                        self.options.dest_compress_level,
+                        size_hint=_known(desc.size),
                     )
+                    stack.callback(compressed.release)
+                    stream = compressed
                 digest = lp.diff_id if operation == "decompress" else None
                 try:
                     stored = self.dst.put_blob(stream, BlobInfo(job.media_type, digest), options)
@@ -1229,10 +1242,13 @@ class _SourceWatch:
 
     def open(self, opener: Callable[[], Readable]) -> Readable:
         try:
-            return _WatchedStream(opener(), self)
+            raw = opener()
         except BaseException as e:
             self.error = e
             raise
+        # Offer readinto only where the source has it: readers test for it to fill their
+        # buffers without a copy.
+        return _WatchedFile(raw, self) if hasattr(raw, "readinto") else _WatchedStream(raw, self)
 
 
 class _WatchedStream:
@@ -1253,6 +1269,18 @@ class _WatchedStream:
         close = getattr(self._raw, "close", None)
         if close is not None:
             close()
+
+
+class _WatchedFile(_WatchedStream):
+    """A watched stream over a source stream that has ``readinto``."""
+
+    def readinto(self, buffer: bytearray | memoryview) -> int | None:
+        try:
+            n: int | None = self._raw.readinto(buffer)  # type: ignore[attr-defined]
+        except BaseException as e:
+            self._watch.error = e
+            raise
+        return n
 
 
 def _worth_another_try(error: BaseException, source_error: BaseException | None) -> bool:

@@ -177,7 +177,8 @@ class StoringSignatures(ProgressEvent):
 
 @attrs.frozen
 class Retrying(ProgressEvent):
-    """A transport is about to try a failed request or transfer again."""
+    """A transport is about to try a failed request or transfer again, or the copy engine is
+    about to put a blob again."""
 
     #: ``"source"`` or ``"destination"``.
     side: str

@@ -170,6 +170,10 @@ class ChaosProxy:
                     if self.command != "HEAD":
                         self.wfile.write(payload)
                     return
+                if any(k.lower() == "transfer-encoding" for k in headers):
+                    # The body was de-chunked above: forward it with its length instead.
+                    headers = {k: v for k, v in headers.items() if k.lower() != "transfer-encoding"}
+                    headers["Content-Length"] = str(len(body))
                 conn = http.client.HTTPConnection(proxy.upstream, timeout=30)
                 try:
                     conn.request(self.command, self.path, body=body or None, headers=headers)

@@ -197,17 +197,29 @@ SCENARIOS = [
         copes=True,
     ),
     Scenario(
-        # The PUT that completes a monolithic upload cannot be resent (the upload is gone):
-        # a cut there must fail the copy cleanly.
+        # The PUT that completes a monolithic upload cannot be resent (the upload is gone, or
+        # done): the copy engine puts the blob again, in a new upload.
         "push/cut-monolithic-upload",
         "push",
         lambda r: [Fault("PUT", "/blobs/uploads/", "cut_request", at=r.random())],
-        copes=False,
+        copes=True,
     ),
     Scenario(
         "push/monolithic-upload-answer-lost",
         "push",
         lambda r: [Fault("PUT", "/blobs/uploads/", "drop")],
+        copes=True,
+        runs=2,
+    ),
+    Scenario(
+        # Cut on every try of one blob: past the copy's budget for it, the copy fails cleanly.
+        "push/cut-monolithic-upload-beyond-budget",
+        "push",
+        lambda r: [
+            Fault(
+                "PUT", r.choice(LAYERS).hex, "cut_request", at=r.random(), times=RETRY.attempts + 1
+            )
+        ],
         copes=False,
         runs=2,
     ),

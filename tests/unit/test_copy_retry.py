@@ -356,3 +356,36 @@ def test_concurrent_blobs_retry_independently(store: MemoryStore, flaky: Flaky) 
     assert dict(dst.blobs) == img.blobs
     assert len(events.of_type(Retrying)) == len(img.blobs)
     assert result.bytes_copied == sum(len(b) for b in img.blobs.values())
+
+
+def test_the_source_watch_keeps_readinto_and_records_failures() -> None:
+    import io
+
+    from imagetypes.copy._engine import _SourceWatch
+
+    watch = _SourceWatch()
+    stream = watch.open(lambda: io.BytesIO(b"abcdef"))
+    buffer = bytearray(4)
+    # Readers fill their buffers without a copy when the source can (ProgressReader.readinto).
+    assert stream.readinto(buffer) == 4  # type: ignore[attr-defined]
+    assert bytes(buffer) == b"abcd"
+    assert watch.error is None
+
+    class OnlyRead:
+        def read(self, size: int = -1, /) -> bytes:
+            raise CutError("gone")
+
+    watch = _SourceWatch()
+    stream = watch.open(OnlyRead)
+    assert not hasattr(stream, "readinto")
+    with pytest.raises(CutError) as raised:
+        stream.read(10)
+    assert watch.error is raised.value
+
+    def failing() -> Readable:
+        raise CutError("cannot open")
+
+    watch = _SourceWatch()
+    with pytest.raises(CutError) as raised:
+        watch.open(failing)
+    assert watch.error is raised.value
