@@ -533,7 +533,11 @@ class FaultProxy:
                     for k, v in upstream.getheaders():
                         if k.lower() not in ("transfer-encoding", "connection", "content-length"):
                             self.send_header(k, v)
-                    self.send_header("Content-Length", str(len(data)))
+                    # A HEAD answer has no body but tells the length the registry gave.
+                    length = str(len(data))
+                    if self.command == "HEAD":
+                        length = upstream.getheader("Content-Length") or length
+                    self.send_header("Content-Length", length)
                     if fault is not None and fault.action == "cut":
                         self.send_header("Connection", "close")
                         self.end_headers()
