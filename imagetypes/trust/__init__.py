@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-from importlib import import_module
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -171,18 +170,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     ),
     "._simple": ("sign_simple", "verify_simple"),
 }
-_MODULE_OF: dict[str, str] = {name: module for module, names in _EXPORTS.items() for name in names}
-
 if not TYPE_CHECKING:  # hidden from type checkers, so a misspelt name stays an error there
+    from .._lazy import lazy_exports
 
-    def __getattr__(name: str) -> object:
-        module = _MODULE_OF.get(name)
-        if module is None:
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        value = getattr(import_module(module, __name__), name)
-        globals()[name] = value  # later look-ups find it without calling this function
-        return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+    __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
