@@ -15,6 +15,8 @@ Settings beyond :class:`~imagetypes.TransportOptions` go in its ``extra`` mappin
   is streamed in one PATCH); ``docker.monolithic_limit``: blobs up to this size go in one PUT;
 - ``docker.upload_replay_window``: how many of the last bytes sent are kept to resume a failed
   PATCH (default 4 MiB);
+- ``docker.direct_read_min``: blobs at least this large, over plain HTTP/1.1, are read straight
+  from the socket after httpx's buffer (default :data:`DIRECT_READ_MIN`, 1 MiB; negative: never);
 - ``docker.http_transport``: an ``httpx.BaseTransport`` to send requests through;
 - ``docker.registries_conf``: the registries.conf (a path or a
   :class:`~imagetypes.trust.RegistriesConf`) for blocking, insecure registries, location
@@ -30,7 +32,7 @@ from __future__ import annotations
 from imagetypes.types import Credentials, TransportOptions
 
 from ._auth import RegistryAuth, Scope
-from ._client import BlobReader, ManifestInfo, RegistryClient, endpoint_host
+from ._client import DIRECT_READ_MIN, BlobReader, ManifestInfo, RegistryClient, endpoint_host
 from ._credentials import resolve_credentials
 from ._destination import MOUNT_FROM_OPTION, DockerImageDestination
 from ._errors import (
@@ -54,6 +56,7 @@ from ._source import DockerImageSource
 from ._tls import TLSConfigError
 
 __all__ = [
+    "DIRECT_READ_MIN",
     "MOUNT_FROM_OPTION",
     "PAGE_SIZE_OPTION",
     "REGISTRIES_CONF_OPTION",
