@@ -70,6 +70,7 @@ if TYPE_CHECKING:
     from .reference import Reference
     from .retry import RetryAttempt, RetryPolicy
     from .types import (
+        SHARED_STATE_OPTION,
         Credentials,
         DestinationCapabilities,
         ImageDestination,
@@ -79,6 +80,7 @@ if TYPE_CHECKING:
         PutBlobOptions,
         Registry,
         Repository,
+        SharedState,
         SourceCapabilities,
         Transport,
         TransportOptions,
@@ -87,6 +89,7 @@ if TYPE_CHECKING:
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "SHARED_STATE_OPTION",
     "ArchiveError",
     "BlobInfo",
     "BlobNotFoundError",
@@ -135,6 +138,7 @@ __all__ = [
     "Repository",
     "RetryAttempt",
     "RetryPolicy",
+    "SharedState",
     "SizeMismatchError",
     "SourceCapabilities",
     "SyncOptions",
@@ -238,6 +242,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     ".reference": ("Reference",),
     ".retry": ("RetryAttempt", "RetryPolicy"),
     ".types": (
+        "SHARED_STATE_OPTION",
         "Credentials",
         "DestinationCapabilities",
         "ImageDestination",
@@ -247,6 +252,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "PutBlobOptions",
         "Registry",
         "Repository",
+        "SharedState",
         "SourceCapabilities",
         "Transport",
         "TransportOptions",

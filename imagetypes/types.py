@@ -12,10 +12,11 @@ arguments, so new options never break a plugin's signatures.
 from __future__ import annotations
 
 import enum
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from .reference import Reference
 
 __all__ = [
+    "SHARED_STATE_OPTION",
     "Credentials",
     "DestinationCapabilities",
     "ImageDestination",
@@ -42,6 +44,7 @@ __all__ = [
     "PutBlobOptions",
     "Registry",
     "Repository",
+    "SharedState",
     "SourceCapabilities",
     "Transport",
     "TransportOptions",
@@ -436,3 +439,71 @@ class Registry(_Closing, ABC):
         from ._display import listing
 
         return listing(self.repositories(), title="Repositories", limit=limit)
+
+
+_S = TypeVar("_S")
+
+#: ``TransportOptions.extra`` key of a :class:`SharedState`: :func:`~imagetypes.copy.sync`
+#: passes one to the transports, which keep there what the images of the sync share (registry
+#: clients).
+SHARED_STATE_OPTION = "imagetypes.shared_state"
+
+
+class SharedState:
+    """What transports keep for the images of one run (a sync, or a caller's batch of copies).
+
+    Passed in ``TransportOptions.extra[SHARED_STATE_OPTION]``; a transport that finds it keeps
+    state there under its own key (the docker transport: one registry client per registry and
+    repository, instead of one per image, each with its own connections, credentials and
+    ``/v2/`` ping). :meth:`close` closes what was kept; whoever made the state closes it once
+    the last image is done. Safe across threads.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: dict[str, Any] = {}
+        self._closed = False
+
+    def __repr__(self) -> str:
+        with self._lock:
+            return f"<SharedState {sorted(self._items)}>"
+
+    def get(self, key: str, factory: Callable[[], _S]) -> _S:
+        """The object kept under ``key``, made by ``factory()`` on first use."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the shared state of a finished run was used")
+            if key not in self._items:
+                self._items[key] = factory()
+            item: _S = self._items[key]
+            return item
+
+    def close(self) -> None:
+        """Close what was kept (objects with a ``close()``), newest first."""
+        with self._lock:
+            self._closed = True
+            items, self._items = list(self._items.values()), {}
+        first: BaseException | None = None
+        for item in reversed(items):
+            close = getattr(item, "close", None)
+            if close is None:
+                continue
+            try:
+                close()
+            except Exception as e:  # close the others, then report the first failure
+                first = first or e
+        if first is not None:
+            raise first
+
+    def attach(self, options: TransportOptions | None) -> TransportOptions:
+        """``options`` carrying this state (unless they carry a state of their own already)."""
+        options = options if options is not None else TransportOptions()
+        if SHARED_STATE_OPTION in options.extra:
+            return options
+        return attrs.evolve(options, extra={**options.extra, SHARED_STATE_OPTION: self})
+
+    def __enter__(self) -> SharedState:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

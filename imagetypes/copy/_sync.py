@@ -17,8 +17,8 @@ import attrs
 from ..errors import ImageError, InvalidReferenceError, UnsupportedError
 from ..plugins import open_registry, parse_reference
 from ..reference import Reference
-from ..types import Credentials, TransportOptions
-from ._engine import copy_image
+from ..types import Credentials, SharedState, TransportOptions
+from ._engine import copy_image, open_cache
 from ._options import CopyOptions, CopyResult
 from ._progress import ProgressEvent
 from ._trust import check_gpg_key, read_sigstore_key
@@ -351,25 +351,34 @@ def sync(
     if destination_kind not in ("docker", "dir"):
         raise SyncError(f"{destination_kind!r} is not a valid sync destination (docker or dir)")
     base = options.copy_options if options.dry_run else _check_signing(options, destination_kind)
-    items = list_sync_images(source, source_kind, base.source_options)
-    if not items:
-        raise SyncError(f"no images to sync found in {source!r}")
-    targets = [_destination(item, destination, destination_kind, options) for item in items]
-    if options.dry_run:
-        return SyncReport(
-            tuple(
-                SyncImage(source=i.reference, destination=t, status="planned")
-                for i, t in zip(items, targets, strict=True)
-            )
+    with SharedState() as state:
+        # Every image of the sync (and the listing) shares what the transports keep there:
+        # one registry client per registry and repository, its ping and its tokens.
+        base = attrs.evolve(
+            base,
+            source_options=state.attach(base.source_options),
+            destination_options=state.attach(base.destination_options),
         )
-    copy_options = attrs.evolve(
-        base,
-        instances="all" if options.all else "system",
-        skip_identical=True,
-        progress=_serialised(base.progress),
-    )
-    runner = _Runner(items, targets, copy_options, options)
-    report = runner.run()
+        items = list_sync_images(source, source_kind, base.source_options)
+        if not items:
+            raise SyncError(f"no images to sync found in {source!r}")
+        targets = [_destination(item, destination, destination_kind, options) for item in items]
+        if options.dry_run:
+            return SyncReport(
+                tuple(
+                    SyncImage(source=i.reference, destination=t, status="planned")
+                    for i, t in zip(items, targets, strict=True)
+                )
+            )
+        copy_options = attrs.evolve(
+            base,
+            instances="all" if options.all else "system",
+            skip_identical=True,
+            progress=_serialised(base.progress),
+            # One cache object for every image: its file is set up once, not per image.
+            blob_info_cache=open_cache(base.blob_info_cache) or False,
+        )
+        report = _Runner(items, targets, copy_options, options).run()
     if not options.keep_going and not report.ok:
         first = report.failed[0] if report.failed else None
         message = (

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -354,6 +355,11 @@ def _read(path: Path) -> str:
         raise RegistriesConfError(f"{path}: not valid UTF-8") from e
 
 
+_cache_lock = threading.Lock()
+_cache: dict[tuple[tuple[str, str, bool], ...], RegistriesConf] = {}
+_CACHE_SIZE = 16
+
+
 def _drop_ins(directory: Path) -> list[Path]:
     try:
         entries = sorted(directory.iterdir())
@@ -418,9 +424,9 @@ class RegistriesConf:
             dirs = [home / _USER_CONF_D]
         else:
             dirs = [SYSTEM_REGISTRIES_CONF_D, home / _USER_CONF_D]
-        files: list[tuple[_File, Path | None]] = []
+        texts: list[tuple[Path, str, bool]] = []  # path, text, is a drop-in
         try:
-            files.append((_parse_file(_read(main), str(main), drop_in=False), main))
+            texts.append((main, _read(main), False))
         except FileNotFoundError as e:
             if explicit:
                 raise RegistriesConfError(f"cannot read {main}: {e.strerror}") from e
@@ -429,11 +435,23 @@ class RegistriesConf:
         for directory in dirs:
             for drop_in in _drop_ins(directory):
                 try:
-                    text = _read(drop_in)
+                    texts.append((drop_in, _read(drop_in), True))
                 except OSError as e:
                     raise RegistriesConfError(f"cannot read {drop_in}: {e.strerror}") from e
-                files.append((_parse_file(text, str(drop_in), drop_in=True), drop_in))
-        return cls._merge(files)
+        # Every image a sync copies asks for the configuration: the files are small and read
+        # each time, but parsed once per process for the same contents.
+        key = tuple((str(path), text, drop_in) for path, text, drop_in in texts)
+        with _cache_lock:
+            cached = _cache.get(key)
+        if cached is not None:
+            return cached
+        files = [(_parse_file(text, str(path), drop_in=d), path) for path, text, d in texts]
+        conf = cls._merge(files)
+        with _cache_lock:
+            if len(_cache) >= _CACHE_SIZE:
+                _cache.clear()
+            _cache[key] = conf
+        return conf
 
     @classmethod
     def _merge(cls, files: Sequence[tuple[_File, Path | None]]) -> RegistriesConf:

@@ -23,6 +23,7 @@ from imagetypes.types import (
 from ._client import MAX_MANIFEST_SIZE, RegistryClient, referrers_tag
 from ._errors import AccessDeniedError, RegistryError, RegistryUnsupportedError
 from ._mirrors import destination_options
+from ._pool import registry_client
 from ._signatures import SignatureStorage, check_writable, load_registries_d, write_signatures
 
 if TYPE_CHECKING:
@@ -69,7 +70,7 @@ class DockerImageDestination(ImageDestination):
         )
         # Signatures staged per manifest (None: the top one); a later call replaces them.
         self._signatures: dict[Digest | None, list[bytes]] = {}
-        self._client = RegistryClient(
+        self._client = registry_client(
             reference.registry_host, self._options, repository=reference.repository
         )
         self._lock = threading.Lock()

@@ -20,6 +20,7 @@ from imagetypes.trust import BlockedRegistryError, PullSource, RegistriesConf
 from imagetypes.types import TransportOptions
 
 from ._client import RegistryClient
+from ._pool import registry_client
 
 if TYPE_CHECKING:
     from ._reference import DockerReference
@@ -116,7 +117,7 @@ def open_pull_endpoint(reference: DockerReference, options: TransportOptions) ->
     if len(sources) == 1:
         source = sources[0]
         physical = DockerReference(source.reference)
-        client = RegistryClient(
+        client = registry_client(
             physical.registry_host,
             _endpoint_options(reference, source, options),
             repository=physical.repository,
@@ -126,7 +127,7 @@ def open_pull_endpoint(reference: DockerReference, options: TransportOptions) ->
     for source in sources:
         physical = DockerReference(source.reference)
         log.debug("trying to pull %s from %s", reference, physical)
-        client = RegistryClient(
+        client = registry_client(
             physical.registry_host,
             _endpoint_options(reference, source, options),
             repository=physical.repository,

@@ -9,8 +9,6 @@ from imagetypes.errors import InvalidReferenceError
 from imagetypes.reference import Reference
 from imagetypes.types import ImageReference, Transport, TransportOptions
 
-from ._client import RegistryClient
-
 if TYPE_CHECKING:
     from ._destination import DockerImageDestination
     from ._registry import DockerRegistry
@@ -116,9 +114,11 @@ class DockerReference(ImageReference):
     def delete(self, options: TransportOptions | None = None) -> None:
         """Delete the manifest (by digest: a tag is resolved first, and every tag of it goes)."""
         from ._mirrors import destination_options
+        from ._pool import registry_client
 
         options = destination_options(self, options or TransportOptions())
-        with RegistryClient(self.registry_host, options, repository=self.repository) as client:
+        client = registry_client(self.registry_host, options, repository=self.repository)
+        with client:
             digest = self.digest
             if digest is None:
                 digest = client.head_manifest(self.repository, self.tag_or_digest).digest

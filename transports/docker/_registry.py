@@ -22,6 +22,7 @@ from imagetypes.types import Registry, Repository, TransportOptions
 
 from ._client import RegistryClient
 from ._mirrors import load_registries_conf
+from ._pool import client_pool, registry_client
 from ._reference import DockerReference
 
 __all__ = ["PAGE_SIZE_OPTION", "DockerRegistry", "DockerRepository", "parse_registry_location"]
@@ -75,8 +76,9 @@ class DockerRegistry(Registry):
         self._conf: RegistriesConf = load_registries_conf(self.options)
         #: Where the catalog is asked for: ``host`` or the location registries.conf gives it,
         #: and the namespace (path) under which that location keeps ``host``'s repositories.
-        self.location, self._namespace, client_options = self._registry_endpoint()
-        self._client = RegistryClient(self.location, client_options)
+        self.location, self._namespace, self._client_options = self._registry_endpoint()
+        # Made on first use: listing one repository's tags from a run's pool never needs it.
+        self._catalog_client: RegistryClient | None = None
         self._clients: dict[tuple[str, str], RegistryClient] = {}
         self._lock = threading.Lock()
         page = self.options.extra.get(PAGE_SIZE_OPTION)
@@ -106,6 +108,13 @@ class DockerRegistry(Registry):
         """The registry client used for the catalog and search (at the rewritten location)."""
         return self._client
 
+    @property
+    def _client(self) -> RegistryClient:
+        with self._lock:
+            if self._catalog_client is None:
+                self._catalog_client = registry_client(self.location, self._client_options)
+            return self._catalog_client
+
     def __repr__(self) -> str:
         if self.location != self.host:
             return f"<DockerRegistry {self.host} at {self.location}>"
@@ -130,6 +139,10 @@ class DockerRegistry(Registry):
         """The client and repository path that serve ``logical``'s tags, per registries.conf."""
         entry = self._conf.find_registry(logical.name)
         if entry is None:
+            if client_pool(self.options) is not None:
+                # The client the run's sources of this repository will use: one ping for both.
+                client = registry_client(logical.domain, self.options, repository=logical.path)
+                return self._keep(logical.domain, logical.path, client), logical.path
             return self._client, logical.path
         if entry.blocked:
             raise _blocked(entry.prefix, entry.location, f"the tags of {logical.name}")
@@ -137,16 +150,22 @@ class DockerRegistry(Registry):
         physical = self._conf.pull_sources(logical)[-1].reference
         if physical.domain == self.location and entry.insecure == self._insecure_here():
             return self._client, physical.path
-        key = (physical.domain, physical.path)
         with self._lock:
-            client = self._clients.get(key)
-            if client is None:
-                options = _endpoint_options(
-                    self.options, logical.domain, physical.domain, entry.insecure
-                )
-                client = RegistryClient(physical.domain, options, repository=physical.path)
-                self._clients[key] = client
-        return client, physical.path
+            kept = self._clients.get((physical.domain, physical.path))
+        if kept is not None:
+            return kept, physical.path
+        options = _endpoint_options(self.options, logical.domain, physical.domain, entry.insecure)
+        client = registry_client(physical.domain, options, repository=physical.path)
+        return self._keep(physical.domain, physical.path, client), physical.path
+
+    def _keep(self, domain: str, path: str, client: RegistryClient) -> RegistryClient:
+        """Keep ``client`` for ``domain/path`` (closed with the registry); the one already
+        kept, if another thread was first."""
+        with self._lock:
+            kept = self._clients.setdefault((domain, path), client)
+        if kept is not client:
+            client.close()
+        return kept
 
     def _insecure_here(self) -> bool:
         entry = self._conf.find_registry(self.host)
@@ -156,9 +175,11 @@ class DockerRegistry(Registry):
         return self._client.search(term)
 
     def close(self) -> None:
-        self._client.close()
         with self._lock:
             clients, self._clients = list(self._clients.values()), {}
+            if self._catalog_client is not None:
+                clients.append(self._catalog_client)
+                self._catalog_client = None
         for client in clients:
             client.close()
 
