@@ -16,6 +16,14 @@ gzip compression of a large stream uses several cores (:data:`compression_thread
 written as fixed-size blocks compressed in parallel, each primed with the 32 KiB before it (as
 ``pigz`` does); the bytes written do not depend on the number of threads, nor on timing.
 
+zstd compression of a stream the caller says is large (``size_hint`` of at least
+:data:`ZSTD_PARALLEL_THRESHOLD`) uses zstd's own worker threads, in jobs of
+:data:`ZSTD_JOB_SIZE`, and reads its input in a thread of its own; the bytes written are the
+same for any number of threads (but differ from those of a stream compressed in one thread, so
+the hint is part of the output). Such streams take turns: at most
+:data:`zstd_parallel_streams` at a time in the process (the others wait), which bounds the
+memory of many large layers compressed at once.
+
 The media type helpers map layer media types between their compressed and uncompressed forms
 (:func:`layer_compression`, :func:`with_compression`).
 """
@@ -26,6 +34,7 @@ import collections
 import enum
 import importlib
 import os
+import queue
 import struct
 import threading
 import zlib
@@ -43,7 +52,10 @@ if TYPE_CHECKING:
 __all__ = [
     "GZIP_BLOCK_SIZE",
     "GZIP_MAGIC",
+    "ZSTD_JOB_SIZE",
     "ZSTD_MAGIC",
+    "ZSTD_OVERLAP_LOG",
+    "ZSTD_PARALLEL_THRESHOLD",
     "Compression",
     "CompressionReader",
     "compressing_reader",
@@ -55,6 +67,7 @@ __all__ = [
     "layer_compression",
     "with_compression",
     "zstd_available",
+    "zstd_parallel_streams",
 ]
 
 #: The first bytes of a gzip member (RFC 1952).
@@ -96,6 +109,32 @@ def _default_threads() -> int:
 #: whole process has in its compression pools (this plus one). May be changed at run time;
 #: 1 compresses in the reading thread. The output does not depend on it.
 compression_threads: int = _default_threads()
+
+#: A zstd stream whose ``size_hint`` is at least this many bytes is compressed by zstd's
+#: worker threads (below it, in one thread: a stream must be long for the threads, their
+#: buffers and the wait for a turn to pay, and smaller layers already spread over the cores
+#: by being copied several at a time). Part of the output: a constant.
+ZSTD_PARALLEL_THRESHOLD = 128 * 1024 * 1024
+#: Input bytes per job of a multithreaded zstd stream. zstd cuts its input in jobs of this
+#: size whatever the number of workers and however the input arrives, so the output depends
+#: on it (a constant); each job in flight holds about twice this much memory. 1 MiB, with
+#: :data:`ZSTD_OVERLAP_LOG`, compresses as well as one thread does, in about 12 MiB for two
+#: workers (zstd's default, 4 windows, took 45-70 MiB).
+ZSTD_JOB_SIZE = 1024 * 1024
+#: How much of the input before a job primes it (zstd's ``overlap_log``): 2^(log - 9) of the
+#: window (7: a quarter). Part of the output too.
+ZSTD_OVERLAP_LOG = 7
+#: Output chunks a multithreaded zstd stream may have ready ahead of its reader.
+_ZSTD_QUEUE_CHUNKS = 4
+#: The most zstd workers one stream uses: each costs 2-3 MiB, and four at level 3 already
+#: compress faster than one thread can hash and hand over the input.
+_ZSTD_MAX_WORKERS = 4
+
+#: How many multithreaded zstd streams (see :data:`ZSTD_PARALLEL_THRESHOLD`) the process
+#: compresses at once; others wait for their turn when first read (a thread already holding
+#: one never waits, so one thread reading several cannot deadlock). May be changed at run
+#: time; the output does not depend on it.
+zstd_parallel_streams: int = 1
 
 GzipBackend = Literal["isal", "zlib"]
 
@@ -338,7 +377,15 @@ class CompressionReader:
     def readable(self) -> bool:
         return True
 
+    def release(self) -> None:
+        """Stops any work done for this stream in other threads and gives back the process's
+        share of them, without closing the wrapped stream (which no other thread reads after
+        this returns). Reading is an error afterwards unless the stream was read to its end.
+        """
+
     def close(self) -> None:
+        """Releases the stream (:meth:`release`) and closes the wrapped stream."""
+        self.release()
         close = getattr(self._raw, "close", None)
         if close is not None:
             close()
@@ -452,7 +499,7 @@ class _GzipBlocks(CompressionReader):
         self._window = b""
         self._queue: collections.deque[bytes | Future[bytes]] = collections.deque()
         self._slots = 0  # pool slots (see _take_slot) held by the blocks in flight
-        self._state: Literal["header", "blocks", "done"] = "header"
+        self._state: Literal["header", "blocks", "done", "released"] = "header"
 
     def _read_block(self) -> bytes:
         """The next block of input (shorter only at the end; b"" at the end)."""
@@ -501,6 +548,8 @@ class _GzipBlocks(CompressionReader):
             return _GZIP_HEADER
         if self._state == "done":
             return b""
+        if self._state == "released":
+            raise ValueError("read of a released compression stream")
         # Keep the pool fed: read (and checksum) input here while the threads compress. With
         # blocks in flight, more are read only while the process has pool slots to spare;
         # otherwise this thread waits for its oldest (or, with nothing queued, compresses).
@@ -532,9 +581,11 @@ class _GzipBlocks(CompressionReader):
         slots, self._slots = self._slots, 0
         _release_slots(slots)
 
-    def close(self) -> None:
+    def release(self) -> None:
         self._stop()
-        super().close()
+        if self._state != "done":
+            self._state = "released"
+            self._chunk, self._pos = b"", 0
 
     def __del__(self) -> None:
         # A reader dropped half read must not keep the process's pool slots.
@@ -612,6 +663,181 @@ def _release_slots(count: int) -> None:
             _slots_used -= count
 
 
+# Multithreaded zstd streams at work, by the thread that reads each (the one that waited for its
+# turn): at most zstd_parallel_streams in all, except that a thread holding one may take more.
+_zstd_turns = threading.Condition()
+_zstd_holders: dict[int, int] = {}
+
+
+def _take_zstd_turn() -> int:
+    """Wait until this thread may start a multithreaded zstd stream; the turn's owner."""
+    me = threading.get_ident()
+    with _zstd_turns:
+        while me not in _zstd_holders and sum(_zstd_holders.values()) >= max(
+            1, zstd_parallel_streams
+        ):
+            _zstd_turns.wait()
+        _zstd_holders[me] = _zstd_holders.get(me, 0) + 1
+    return me
+
+
+def _give_zstd_turn(owner: int) -> None:
+    with _zstd_turns:
+        left = _zstd_holders.pop(owner) - 1
+        if left:
+            _zstd_holders[owner] = left
+        _zstd_turns.notify_all()
+
+
+_Item = bytes | BaseException | None  # output, a failure, or the end
+
+
+class _ZstdFeeder:
+    """The thread of a multithreaded zstd stream that reads its input and hands it to zstd
+    (whose workers compress it), queueing the output for the reader of the stream.
+
+    So the input side (often decompression and hashing of a source layer) runs beside the
+    reader's side (hashing and writing the output) and zstd's workers. It holds no reference
+    to the :class:`_ZstdThreads` reading it: a reader dropped half way stops it. It owns the
+    compressor, and gives the stream's turn back when it ends, once zstd's buffers are freed.
+    """
+
+    def __init__(self, raw: Readable, compressor: Any, owner: int) -> None:
+        self.raw = raw
+        self.compressor: Any = compressor
+        self.owner = owner
+        self.queue: queue.Queue[_Item] = queue.Queue(_ZSTD_QUEUE_CHUNKS)
+        self.stopped = threading.Event()
+        self.bytes_in = 0
+        self.thread = threading.Thread(target=self._run, name="imagetypes-zstd", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            while not self.stopped.is_set():
+                try:
+                    data = self.raw.read(CHUNK_SIZE)
+                except BaseException as e:  # the reader raises it: whatever the input raised
+                    self._put(e)
+                    return
+                try:
+                    if data:
+                        self.bytes_in += len(data)
+                        out = self.compressor.compress(data)
+                    else:
+                        out = self.compressor.flush(self.compressor.FLUSH_FRAME)
+                except Exception as e:  # ZstdError, MemoryError
+                    failed = CompressionError(f"zstd compression failed: {e}")
+                    failed.__cause__ = e
+                    self._put(failed)
+                    return
+                if out:
+                    self._put(bytes(out))
+                if not data:
+                    self._put(None)
+                    return
+        finally:
+            self.compressor = None  # free zstd's threads and buffers before the turn goes
+            _give_zstd_turn(self.owner)
+
+    def _put(self, item: _Item) -> None:
+        while not self.stopped.is_set():
+            try:
+                self.queue.put(item, timeout=0.05)  # wakes at once when there is room
+                return
+            except queue.Full:
+                continue
+
+    def stop(self) -> None:
+        """Stop the thread and wait for it (a read or compression under way finishes)."""
+        self.stopped.set()
+        if self.thread.ident is not None and self.thread is not threading.current_thread():
+            self.thread.join()
+
+
+class _ZstdThreads(CompressionReader):
+    """zstd compressed by zstd's worker threads (``nb_workers``), fed by a :class:`_ZstdFeeder`.
+
+    zstd's multithreaded mode cuts the input in jobs of :data:`ZSTD_JOB_SIZE` (primed with the
+    end of the job before it) whatever the number of workers and however the input is handed
+    over, so the frame is the same for any ``nb_workers`` from 1 up; it differs from the
+    single-threaded one. The stream waits for its turn (:data:`zstd_parallel_streams`) when
+    first read, and gives it back at its end, on error, on :meth:`release` or when dropped.
+    """
+
+    def __init__(self, raw: Readable, module: Any, level: int | None, workers: int) -> None:
+        super().__init__(raw, Compression.ZSTD)
+        self._module = module
+        self._level = level
+        self._workers = workers
+        self._feeder: _ZstdFeeder | None = None
+        self._state: Literal["new", "running", "done", "failed", "released"] = "new"
+        self._error: BaseException | None = None
+
+    def _compressor(self) -> Any:
+        param = self._module.CompressionParameter
+        options = {
+            param.nb_workers: self._workers,
+            param.job_size: ZSTD_JOB_SIZE,
+            param.overlap_log: ZSTD_OVERLAP_LOG,
+        }
+        if self._level is not None:
+            options[param.compression_level] = self._level
+        try:
+            return self._module.ZstdCompressor(options=options)
+        except self._module.ZstdError as e:  # a libzstd built without threads
+            raise UnsupportedError(f"zstd cannot compress on worker threads here: {e}") from e
+
+    def _produce(self, want: int) -> bytes:
+        if self._state == "new":
+            owner = _take_zstd_turn()
+            try:
+                feeder = _ZstdFeeder(self._raw, self._compressor(), owner)
+                feeder.thread.start()
+            except BaseException:
+                _give_zstd_turn(owner)
+                raise
+            self._feeder, self._state = feeder, "running"
+        if self._state == "done":
+            return b""
+        if self._state == "failed" and self._error is not None:
+            raise self._error  # again: the stream has no end
+        if self._state == "released" or self._feeder is None:
+            raise ValueError("read of a released compression stream")
+        item = self._feeder.queue.get()
+        self.bytes_in = self._feeder.bytes_in
+        if isinstance(item, bytes):
+            return item
+        # The end, or a failure: the feeder has stopped (and gives the turn back) after it.
+        self._feeder.stop()
+        self._feeder = None
+        if item is None:
+            self._state = "done"
+            return b""
+        self._state, self._error = "failed", item
+        raise item
+
+    def release(self) -> None:
+        feeder, self._feeder = self._feeder, None
+        if self._state in ("new", "running"):
+            self._state = "released"
+            self._chunk, self._pos = b"", 0
+        if feeder is not None:
+            feeder.stopped.set()
+            while True:  # a feeder waiting for room in the queue sees the stop at once
+                try:
+                    feeder.queue.get_nowait()
+                except queue.Empty:
+                    break
+            feeder.stop()
+
+    def __del__(self) -> None:
+        # A stream dropped half read stops its feeder (without waiting: this may run anywhere),
+        # which gives the turn back for the streams waiting for it.
+        feeder = getattr(self, "_feeder", None)
+        if feeder is not None:
+            feeder.stopped.set()
+
+
 def _read_prefix(stream: Readable) -> bytes:
     prefix = b""
     while len(prefix) < _PREFIX_SIZE:
@@ -657,6 +883,7 @@ def compressing_reader(
     *,
     gzip_backend: GzipBackend | None = None,
     threads: int | None = None,
+    size_hint: int | None = None,
 ) -> CompressionReader:
     """A stream of ``stream``'s content compressed as ``format`` (``"gzip"`` or ``"zstd"``).
 
@@ -664,6 +891,15 @@ def compressing_reader(
     zlib's 6, ISA-L's 2) and zstd's level for zstd (default 3). ``"none"`` passes the stream
     through. gzip of a stream of more than a few MiB is compressed by ``threads`` threads
     (default: :data:`compression_threads`); the output is the same for any number of threads.
+
+    ``size_hint`` is the expected size of the content, or of the blob it is read from (a
+    layer's descriptor size), when known: zstd of a stream hinted at
+    :data:`ZSTD_PARALLEL_THRESHOLD` or more is compressed by ``threads`` of zstd's worker
+    threads (at most 4; at least one), with output that is the same for any number of
+    threads but not the same as without the hint. Pass a value fixed for the content (never
+    one that depends on the moment) to get the same bytes every time.
+    :meth:`CompressionReader.release` (or ``close``) stops the threads of a stream that is not
+    read to its end.
     """
     compression = Compression.parse(format)
     if threads is None:
@@ -679,10 +915,12 @@ def compressing_reader(
         else:
             backend_level = module.ISAL_DEFAULT_COMPRESSION if level is None else _isal_level(level)
         return _GzipBlocks(stream, module, backend_level, threads)
-    # zstd runs in one thread: its worker threads (nb_workers) would make output that is the
-    # same for any number of workers from 1 up, but cost 15-25 MiB per stream, and layers are
-    # compressed several at a time (4 x 64 MiB went from 86 to 102-154 MiB peak RSS).
-    obj = _zstd_module().ZstdCompressor(level=level)
+    module = _zstd_module()
+    if size_hint is not None and size_hint >= ZSTD_PARALLEL_THRESHOLD:
+        return _ZstdThreads(stream, module, level, min(threads, _ZSTD_MAX_WORKERS))
+    # Smaller streams run in one thread, with no worker: zstd's workers cost about 12 MiB per
+    # stream, and layers are compressed several at a time.
+    obj = module.ZstdCompressor(level=level)
     return _Compressor(stream, compression, obj, lambda o: o.flush(o.FLUSH_FRAME))
 
 

@@ -8,10 +8,12 @@ decompression must match byte for byte (decompression is deterministic).
 from __future__ import annotations
 
 import gzip
+import importlib
 import json
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from imagebuilder import BuiltImage, make_image, make_layer, write_oci_layout
@@ -212,3 +214,69 @@ def test_large_layers_compressed_on_several_threads_are_read_by_skopeo(tmp_path:
         data = blob(first, layer["digest"])
         assert subprocess.run(["gzip", "-t"], input=data, check=False).returncode == 0
         assert str(Digest.from_bytes(gzip.decompress(data))) == diff_id
+
+
+@needs_skopeo
+@needs_zstd
+def test_large_layers_on_zstd_worker_threads_are_read_by_skopeo(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Layers whose descriptors pass the size from which zstd uses its worker threads (lowered
+    # to 4 MiB here, rather than writing layers of 128 MiB): stored plain and gzip-compressed,
+    # copied to zstd; skopeo must decompress them to the diff IDs and copy them as they are.
+    from imagetypes import compression
+
+    monkeypatch.setattr(compression, "ZSTD_PARALLEL_THRESHOLD", 4 * 1024 * 1024)
+    layout, built = uncompressed_layout_of(tmp_path / "src", (6_500_000, 9 * 1024 * 1024 + 1))
+    original = json.loads(built.config)["rootfs"]["diff_ids"]
+    zstd_options = CopyOptions(dest_compress_format="zstd")
+    first = tmp_path / "first"
+    copy_image(f"oci:{layout}:plain", f"oci:{first}:z", zstd_options)
+    again = tmp_path / "again"
+    copy_image(f"oci:{layout}:plain", f"oci:{again}:z", zstd_options)
+    manifest = oci_manifest(first, "z")
+    assert layer_types(manifest) == [mt.OCI_LAYER_ZSTD] * 2
+    assert manifest == oci_manifest(again, "z")  # the same bytes every time
+    assert config_diff_ids(first, manifest) == original
+    layers = manifest["layers"]
+    assert isinstance(layers, list)
+    for layer, diff_id in zip(layers, original, strict=True):
+        data = blob(first, layer["digest"])
+        plain = blob(layout, diff_id)
+        assert data == zstd_on_workers(plain)  # the multithreaded mode was used
+        if shutil.which("zstd"):
+            out = subprocess.run(["zstd", "-dc"], input=data, capture_output=True, check=True)
+            assert out.stdout == plain
+    skopeo("copy", "--dest-decompress", f"oci:{first}:z", f"dir:{tmp_path / 'plain'}")
+    plain_manifest = json.loads((tmp_path / "plain" / "manifest.json").read_bytes())
+    assert [x["digest"] for x in plain_manifest["layers"]] == original
+    skopeo("copy", f"oci:{first}:z", f"oci:{tmp_path / 'skopeo-copy'}:z")
+    # gzip -> zstd through skopeo's own gzip output: the hint is the gzip blob's size.
+    gz = tmp_path / "gz"
+    skopeo("copy", f"oci:{layout}:plain", f"oci:{gz}:g")
+    copy_image(f"oci:{gz}:g", f"oci:{tmp_path / 'from-gz'}:z", zstd_options)
+    from_gz = oci_manifest(tmp_path / "from-gz", "z")
+    assert layer_types(from_gz) == [mt.OCI_LAYER_ZSTD] * 2
+    skopeo("copy", "--dest-decompress", f"oci:{tmp_path / 'from-gz'}:z", f"dir:{tmp_path / 'p2'}")
+    again_plain = json.loads((tmp_path / "p2" / "manifest.json").read_bytes())
+    assert [x["digest"] for x in again_plain["layers"]] == original
+    assert sum(compression._zstd_holders.values()) == 0
+
+
+def zstd_on_workers(data: bytes) -> bytes:
+    """zstd's multithreaded mode with the parameters the compression module documents."""
+    from imagetypes.compression import ZSTD_JOB_SIZE, ZSTD_OVERLAP_LOG
+
+    try:
+        zstd: Any = importlib.import_module("compression.zstd")
+    except ImportError:
+        zstd = importlib.import_module("backports.zstd")
+    param = zstd.CompressionParameter
+    obj = zstd.ZstdCompressor(
+        options={
+            param.nb_workers: 1,
+            param.job_size: ZSTD_JOB_SIZE,
+            param.overlap_log: ZSTD_OVERLAP_LOG,
+        }
+    )
+    return bytes(obj.compress(data) + obj.flush(obj.FLUSH_FRAME))

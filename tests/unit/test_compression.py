@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import gzip
+import importlib
 import io
 import random
 import shutil
@@ -10,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 import tracemalloc
 import zlib
 from pathlib import Path
@@ -17,9 +20,13 @@ from typing import Any
 
 import pytest
 
+from imagetypes import compression
 from imagetypes import mediatypes as mt
 from imagetypes.compression import (
     GZIP_BLOCK_SIZE,
+    ZSTD_JOB_SIZE,
+    ZSTD_OVERLAP_LOG,
+    ZSTD_PARALLEL_THRESHOLD,
     Compression,
     compressing_reader,
     decompressing_reader,
@@ -331,6 +338,25 @@ def test_closing_a_half_read_parallel_gzip_stream_frees_its_pool_slots() -> None
     assert slots_used() == 0
 
 
+def test_releasing_a_half_read_parallel_gzip_stream_frees_its_slots_but_not_its_input() -> None:
+    raw = io.BytesIO(sample(20 * GZIP_BLOCK_SIZE))
+    reader = compressing_reader(raw, threads=2)
+    for _ in range(16):
+        assert reader.read(CHUNK_SIZE)
+    assert slots_used() > 0
+    reader.release()
+    assert slots_used() == 0
+    assert not raw.closed  # the caller closes its own stream (after reading the rest, maybe)
+    with pytest.raises(ValueError, match="released"):
+        reader.read(10)
+    # A stream read to its end stays at its end.
+    done = compressing_reader(io.BytesIO(b"abc"), threads=2)
+    out = done.read()
+    done.release()
+    assert gzip.decompress(out) == b"abc"
+    assert done.read(10) == b""
+
+
 def test_many_parallel_gzip_streams_at_once_share_the_pool_budget() -> None:
     from concurrent.futures import ThreadPoolExecutor
 
@@ -406,6 +432,293 @@ def test_zstd_1_reads_our_output(tmp_path: Path) -> None:
     path.write_bytes(compressing_reader(io.BytesIO(data), "zstd", threads=2).read())
     out = subprocess.run(["zstd", "-dc", str(path)], capture_output=True, check=True, timeout=60)
     assert out.stdout == data
+
+
+# -- zstd on zstd's worker threads ------------------------------------------------------------
+#: A size hint that asks for zstd's worker threads.
+BIG = ZSTD_PARALLEL_THRESHOLD
+
+
+def zstd_module() -> Any:
+    try:
+        return importlib.import_module("compression.zstd")
+    except ImportError:
+        return importlib.import_module("backports.zstd")
+
+
+def zstd_workers_oracle(data: bytes, level: int | None = None) -> bytes:
+    """zstd's multithreaded mode with the documented parameters, straight from the library."""
+    z = zstd_module()
+    param = z.CompressionParameter
+    options = {param.nb_workers: 4, param.job_size: ZSTD_JOB_SIZE}
+    options[param.overlap_log] = ZSTD_OVERLAP_LOG
+    if level is not None:
+        options[param.compression_level] = level
+    obj = z.ZstdCompressor(options=options)
+    out = obj.compress(data) if data else b""  # a stream: the size is never known up front
+    return bytes(out + obj.flush(obj.FLUSH_FRAME))
+
+
+def zstd_turns() -> int:
+    return sum(compression._zstd_holders.values())
+
+
+def zstd_feeders() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "imagetypes-zstd"]
+
+
+def wait_until(condition: Any, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+@needs_zstd
+@pytest.mark.parametrize(
+    "size", [0, 1, ZSTD_JOB_SIZE - 1, ZSTD_JOB_SIZE + 1, 5 * ZSTD_JOB_SIZE + 4321]
+)
+def test_zstd_on_worker_threads_is_the_same_for_any_thread_count_and_chunking(size: int) -> None:
+    data = sample(size, seed=size + 5)
+    outputs = {
+        threads: read_all(
+            compressing_reader(io.BytesIO(data), "zstd", threads=threads, size_hint=BIG),
+            CHUNK_SIZE,
+        )
+        for threads in (1, 2, 3)
+    }
+    trickled = compressing_reader(Trickle(data, 70_001), "zstd", threads=2, size_hint=BIG)
+    assert len(set(outputs.values()) | {trickled.read()}) == 1
+    out = outputs[1]
+    assert out == zstd_workers_oracle(data)  # the mode and parameters the docs promise
+    assert bytes(zstd_module().decompress(out)) == data
+    assert read_all(decompressing_reader(io.BytesIO(out)), 65536) == data
+    assert zstd_turns() == 0
+    assert wait_until(lambda: not zstd_feeders())
+
+
+@needs_zstd
+def test_zstd_size_hint_threshold_picks_the_mode() -> None:
+    data = sample(4 * ZSTD_JOB_SIZE + 3, seed=9)
+    one_thread = compressing_reader(io.BytesIO(data), "zstd").read()
+    below = compressing_reader(io.BytesIO(data), "zstd", size_hint=BIG - 1).read()
+    at = compressing_reader(io.BytesIO(data), "zstd", size_hint=BIG).read()
+    above = compressing_reader(io.BytesIO(data), "zstd", size_hint=BIG * 8).read()
+    assert below == one_thread
+    # The worker threads' frame is another one: why the hint must be fixed for a blob.
+    assert at != one_thread
+    assert at == above == zstd_workers_oracle(data)
+    assert decompressing_reader(io.BytesIO(at)).read() == data
+    assert decompressing_reader(io.BytesIO(one_thread)).read() == data
+    # Compressed about as well (jobs are primed with the input before them).
+    assert len(at) < len(one_thread) * 1.02
+
+
+@needs_zstd
+def test_zstd_on_worker_threads_honours_the_level() -> None:
+    data = sample(3 * ZSTD_JOB_SIZE, seed=4)
+    fast = compressing_reader(io.BytesIO(data), "zstd", 1, size_hint=BIG).read()
+    strong = compressing_reader(io.BytesIO(data), "zstd", 12, size_hint=BIG).read()
+    assert fast == zstd_workers_oracle(data, 1)
+    assert strong == zstd_workers_oracle(data, 12)
+    assert fast != strong
+    assert decompressing_reader(io.BytesIO(strong)).read() == data
+
+
+@needs_zstd
+@pytest.mark.skipif(shutil.which("zstd") is None, reason="zstd(1) is not installed")
+def test_zstd_1_reads_the_output_of_worker_threads(tmp_path: Path) -> None:
+    data = sample(6 * ZSTD_JOB_SIZE + 11, seed=8)
+    path = tmp_path / "layer.zst"
+    path.write_bytes(compressing_reader(io.BytesIO(data), "zstd", size_hint=BIG).read())
+    check = subprocess.run(["zstd", "-t", str(path)], capture_output=True, check=False)
+    assert check.returncode == 0, check.stderr
+    out = subprocess.run(["zstd", "-dc", str(path)], capture_output=True, check=True, timeout=60)
+    assert out.stdout == data
+
+
+@needs_zstd
+def test_zstd_streams_on_worker_threads_take_turns(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(compression, "zstd_parallel_streams", 1)
+    # Longer than the output the stream may queue: it keeps the turn until it is read.
+    data = sample(16 * ZSTD_JOB_SIZE, seed=2)
+    first = compressing_reader(io.BytesIO(data), "zstd", size_hint=BIG)
+    head = first.read(10)  # the first read takes the turn
+    assert zstd_turns() == 1
+    started = threading.Event()
+    result: list[bytes] = []
+
+    def second() -> None:
+        reader = compressing_reader(io.BytesIO(data), "zstd", size_hint=BIG)
+        started.set()
+        result.append(reader.read())
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    assert started.wait(10)
+    thread.join(0.5)
+    assert thread.is_alive()  # waits for its turn (in its first read)...
+    assert not result
+    rest = first.read()  # ... until the first stream ends
+    thread.join(60)
+    assert not thread.is_alive()
+    assert result == [head + rest]
+    assert zstd_turns() == 0
+
+
+@needs_zstd
+def test_one_thread_may_read_several_streams_on_worker_threads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(compression, "zstd_parallel_streams", 1)
+    data = sample(2 * ZSTD_JOB_SIZE + 5, seed=3)
+    readers = [compressing_reader(io.BytesIO(data), "zstd", size_hint=BIG) for _ in range(3)]
+    parts: list[list[bytes]] = [[] for _ in readers]
+    open_ = set(range(len(readers)))
+    while open_:  # in turns, a piece from each: no stream may wait for another here
+        for i in sorted(open_):
+            chunk = readers[i].read(50_000)
+            if chunk:
+                parts[i].append(chunk)
+            else:
+                open_.discard(i)
+    outputs = {b"".join(p) for p in parts}
+    assert outputs == {zstd_workers_oracle(data)}
+    assert zstd_turns() == 0
+
+
+class Closable(io.BytesIO):
+    pass
+
+
+@needs_zstd
+@pytest.mark.parametrize("finish", ["close", "release"])
+def test_stopping_a_half_read_zstd_stream_on_worker_threads_gives_its_turn_back(
+    finish: str,
+) -> None:
+    raw = Closable(sample(12 * ZSTD_JOB_SIZE, seed=6))
+    reader = compressing_reader(raw, "zstd", size_hint=BIG)
+    assert reader.read(1000)
+    assert zstd_turns() == 1
+    assert zstd_feeders()
+    getattr(reader, finish)()
+    assert zstd_turns() == 0
+    assert not zstd_feeders()  # stopped and waited for
+    assert raw.closed is (finish == "close")  # release leaves the wrapped stream open
+    with pytest.raises(ValueError, match="released"):
+        reader.read(10)
+    reader.release()  # again: nothing to do
+
+
+@needs_zstd
+def test_a_finished_zstd_stream_on_worker_threads_may_be_released() -> None:
+    data = sample(2 * ZSTD_JOB_SIZE)
+    reader = compressing_reader(io.BytesIO(data), "zstd", size_hint=BIG)
+    out = reader.read()
+    reader.release()
+    assert reader.read(10) == b""  # read to its end: still at its end
+    assert reader.bytes_in == len(data)
+    assert reader.bytes_out == len(out)
+
+
+@needs_zstd
+def test_a_dropped_zstd_stream_on_worker_threads_gives_its_turn_back() -> None:
+    reader = compressing_reader(io.BytesIO(sample(12 * ZSTD_JOB_SIZE)), "zstd", size_hint=BIG)
+    assert reader.read(1000)
+    assert zstd_turns() == 1
+    del reader
+    gc.collect()
+    assert wait_until(lambda: zstd_turns() == 0)
+    assert wait_until(lambda: not zstd_feeders())
+
+
+@needs_zstd
+def test_zstd_on_worker_threads_passes_errors_of_its_input_through() -> None:
+    data = sample(4 * ZSTD_JOB_SIZE)
+    wrong = VerifyingReader(io.BytesIO(data), Digest.from_bytes(b"something else"))
+    reader = compressing_reader(wrong, "zstd", size_hint=BIG)
+    with pytest.raises(DigestMismatchError) as first:
+        reader.read()
+    assert zstd_turns() == 0
+    with pytest.raises(DigestMismatchError) as again:  # no end after a failure
+        reader.read(10)
+    assert again.value is first.value
+
+    class Broken:
+        def read(self, size: int = -1, /) -> bytes:
+            raise OSError("disk gone")
+
+    with pytest.raises(OSError, match="disk gone"):
+        compressing_reader(Broken(), "zstd", size_hint=BIG).read()
+    assert zstd_turns() == 0
+
+
+@needs_zstd
+def test_many_zstd_streams_on_worker_threads_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.setattr(compression, "zstd_parallel_streams", 2)
+    data = sample(3 * ZSTD_JOB_SIZE + 3, seed=12)
+    expected = zstd_workers_oracle(data)
+    most = 0
+
+    def compress(i: int) -> bytes:
+        nonlocal most
+        reader = compressing_reader(io.BytesIO(data), "zstd", threads=1 + i % 3, size_hint=BIG)
+        parts = []
+        while chunk := reader.read(100_000):
+            most = max(most, zstd_turns())
+            parts.append(chunk)
+            if i % 4 == 0 and len(parts) == 3:  # some are dropped half way
+                reader.close()
+                return expected
+        return b"".join(parts)
+
+    with ThreadPoolExecutor(6) as pool:
+        assert all(out == expected for out in pool.map(compress, range(12)))
+    assert 1 <= most <= 2
+    assert zstd_turns() == 0
+
+
+@needs_zstd
+def test_zstd_on_worker_threads_keeps_memory_bounded() -> None:
+    # zstd's buffers are not Python objects: the peak RSS of a fresh process tells.
+    code = """
+        import io, random, resource
+        from imagetypes.compression import ZSTD_PARALLEL_THRESHOLD, compressing_reader
+        block = random.Random(1).randbytes(1 << 20)
+
+        class Source:
+            left = 96
+
+            def read(self, size=-1):
+                if not self.left:
+                    return b""
+                self.left -= 1
+                return bytes([self.left]) + block[1:]
+
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        reader = compressing_reader(Source(), "zstd", threads=2, size_hint=ZSTD_PARALLEL_THRESHOLD)
+        total = 0
+        while data := reader.read(1 << 20):
+            total += len(data)
+        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        print(reader.bytes_in, total, (after - before) // 1024)
+        """
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    bytes_in, total, grown_mib = map(int, result.stdout.split())
+    assert bytes_in == 96 * 1024 * 1024
+    assert 0 < total < bytes_in
+    assert grown_mib < 40, f"peak RSS grew by {grown_mib} MiB for 96 MiB of input"
 
 
 def _run_without(modules: list[str], code: str) -> subprocess.CompletedProcess[str]:

@@ -7,12 +7,14 @@ decompress what the engine wrote, and tests/imagebuilder.py knows the diff IDs.
 from __future__ import annotations
 
 import gzip
+import importlib
 import io
 import json
 import sys
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -58,9 +60,9 @@ def store() -> Iterator[MemoryStore]:
 
 def zstd_decompress(data: bytes) -> bytes:
     try:
-        from compression import zstd  # type: ignore[import-not-found]
+        zstd: Any = importlib.import_module("compression.zstd")
     except ImportError:
-        from backports import zstd  # type: ignore[import-not-found,no-redef]
+        zstd = importlib.import_module("backports.zstd")
     return bytes(zstd.decompress(data))
 
 
@@ -346,6 +348,103 @@ def test_tar_content_survives_the_round_trip(store: MemoryStore) -> None:
     store.add_built("src", img)
     copy_image("memory:src", "memory:plain", CopyOptions(dest_decompress=True))
     manifest, blobs = written(store, "plain")
-    (layer,) = manifest["layers"]  # type: ignore[misc]
+    layers = manifest["layers"]
+    assert isinstance(layers, list)
+    (layer,) = layers
     with tarfile.open(fileobj=io.BytesIO(blobs[Digest.parse(layer["digest"])])) as tar:
         assert tar.getnames() == ["file-17000"]
+
+
+# -- zstd on worker threads for large layers ---------------------------------------------------
+
+
+def zstd_oracle(data: bytes, *, workers: bool) -> bytes:
+    """zstd as the compression module documents it, one thread or zstd's worker threads."""
+    from imagetypes.compression import ZSTD_JOB_SIZE, ZSTD_OVERLAP_LOG
+
+    try:
+        zstd: Any = importlib.import_module("compression.zstd")
+    except ImportError:
+        zstd = importlib.import_module("backports.zstd")
+    param = zstd.CompressionParameter
+    options: dict[Any, int] = {}
+    if workers:
+        options = {param.nb_workers: 2, param.job_size: ZSTD_JOB_SIZE}
+        options[param.overlap_log] = ZSTD_OVERLAP_LOG
+    obj = zstd.ZstdCompressor(options=options)
+    return bytes(obj.compress(data) + obj.flush(obj.FLUSH_FRAME))
+
+
+@pytest.fixture
+def small_zstd_threshold(monkeypatch: pytest.MonkeyPatch) -> int:
+    """Layers of 1 MiB or more (as their descriptors say) go to zstd's worker threads."""
+    from imagetypes import compression
+
+    monkeypatch.setattr(compression, "ZSTD_PARALLEL_THRESHOLD", 1024 * 1024)
+    return 1024 * 1024
+
+
+def zstd_turns() -> int:
+    from imagetypes import compression
+
+    return sum(compression._zstd_holders.values())
+
+
+@needs_zstd
+def test_large_layers_go_to_zstd_worker_threads_by_descriptor_size(
+    store: MemoryStore, small_zstd_threshold: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from imagetypes import compression
+
+    monkeypatch.setattr(compression, "zstd_parallel_streams", 1)
+    img = make_image(21, (70_000, 2_500_000, 1_200_000, 1_500_000))
+    store.add_built("src", img)
+    options = CopyOptions(dest_compress_format="zstd", concurrency=4)
+    copy_image("memory:src", "memory:one", options)
+    copy_image("memory:src", "memory:two", options)
+    layers = check_layers(store, "one", img, mt.OCI_LAYER_ZSTD)
+    _, blobs = written(store, "one")
+    source_layers = json.loads(img.manifest)["layers"]
+    for layer, source in zip(layers, source_layers, strict=True):
+        data = blobs[Digest.parse(str(layer["digest"]))]
+        plain = zstd_decompress(data)
+        # The source descriptor's size picks the mode: fixed for the blob, whatever the load.
+        large = source["size"] >= small_zstd_threshold
+        assert data == zstd_oracle(plain, workers=large)
+    # Three layers took turns (one at a time), the same bytes every time.
+    assert written(store, "two")[0] == written(store, "one")[0]
+    assert zstd_turns() == 0
+
+
+@needs_zstd
+def test_large_layer_on_zstd_worker_threads_must_match_its_diff_id(
+    store: MemoryStore, small_zstd_threshold: int
+) -> None:
+    img = make_image(22, (5000, 2_000_000))
+    store.add_built("src", _with_wrong_diff_id(img))
+    with pytest.raises(DigestMismatchError, match="diff ID") as info:
+        copy_image("memory:src", "memory:zstd", CopyOptions(dest_compress_format="zstd"))
+    assert info.value.expected == Digest.parse("sha256:" + "0" * 64)
+    assert store.get("zstd") is None
+    assert zstd_turns() == 0
+
+
+@needs_zstd
+def test_corrupt_large_layer_on_zstd_worker_threads_fails_and_frees_the_turn(
+    store: MemoryStore, small_zstd_threshold: int
+) -> None:
+    from imagetypes import ImageError
+
+    img = make_image(23, (5000, 2_000_000))
+    store.add_built("src", img)
+    layer = Digest.parse(json.loads(img.manifest)["layers"][1]["digest"])
+    store.corrupt_blob("src", layer)
+    with pytest.raises(ImageError):
+        copy_image("memory:src", "memory:zstd", CopyOptions(dest_compress_format="zstd"))
+    assert store.get("zstd") is None
+    assert zstd_turns() == 0
+    # The turn is free: the next copy of a large layer does not wait for the failed one.
+    good = make_image(24, (5000, 2_000_000))
+    store.add_built("good", good)
+    copy_image("memory:good", "memory:zstd2", CopyOptions(dest_compress_format="zstd"))
+    check_layers(store, "zstd2", good, mt.OCI_LAYER_ZSTD)
