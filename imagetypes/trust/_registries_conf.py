@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -20,6 +19,7 @@ from ..errors import InvalidReferenceError
 from ..reference import Reference
 from ._errors import BlockedRegistryError, RegistriesConfError
 from ._identity import DOMAIN_RE
+from ._parsed import ParsedCache
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -355,9 +355,7 @@ def _read(path: Path) -> str:
         raise RegistriesConfError(f"{path}: not valid UTF-8") from e
 
 
-_cache_lock = threading.Lock()
-_cache: dict[tuple[tuple[str, str, bool], ...], RegistriesConf] = {}
-_CACHE_SIZE = 16
+_parsed: ParsedCache[RegistriesConf] = ParsedCache()
 
 
 def _drop_ins(directory: Path) -> list[Path]:
@@ -438,19 +436,13 @@ class RegistriesConf:
                     texts.append((drop_in, _read(drop_in), True))
                 except OSError as e:
                     raise RegistriesConfError(f"cannot read {drop_in}: {e.strerror}") from e
-        # Every image a sync copies asks for the configuration: the files are small and read
-        # each time, but parsed once per process for the same contents.
         key = tuple((str(path), text, drop_in) for path, text, drop_in in texts)
-        with _cache_lock:
-            cached = _cache.get(key)
+        cached = _parsed.get(key)
         if cached is not None:
             return cached
         files = [(_parse_file(text, str(path), drop_in=d), path) for path, text, d in texts]
         conf = cls._merge(files)
-        with _cache_lock:
-            if len(_cache) >= _CACHE_SIZE:
-                _cache.clear()
-            _cache[key] = conf
+        _parsed.put(key, conf)
         return conf
 
     @classmethod

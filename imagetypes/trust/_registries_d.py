@@ -20,6 +20,7 @@ import attrs
 from ..digest import Digest
 from ..reference import Reference
 from ._errors import RegistriesConfError
+from ._parsed import ParsedCache
 from ._policy import policy_scope_namespaces
 from ._yaml import YAMLSubsetError, parse_yaml_mapping
 
@@ -79,6 +80,10 @@ def lookaside_signature_url(base: str, manifest_digest: Digest, index: int) -> s
     return f"{base}@{manifest_digest.algorithm}={manifest_digest.hex}/signature-{index + 1}"
 
 
+# Every image a sync copies reads registries.d: parsed once per process for the same files.
+_parsed: ParsedCache[RegistriesD] = ParsedCache()
+
+
 @attrs.frozen
 class RegistriesD:
     """The merged lookaside configuration of a registries.d directory."""
@@ -123,17 +128,28 @@ class RegistriesD:
             return cls()
         except OSError as e:
             raise RegistriesConfError(f"reading {path}: {e.strerror}") from e
-        default: LookasideConfig | None = None
-        default_from: Path | None = None
-        docker: dict[str, LookasideConfig] = {}
-        docker_from: dict[str, Path] = {}
+        texts: list[tuple[Path, str]] = []
         for file in files:
             try:
                 with file.open("rb") as f:
                     raw = f.read(_MAX_SIZE + 1)
-                text = raw.decode("utf-8")
+                texts.append((file, raw.decode("utf-8")))
             except (OSError, UnicodeDecodeError) as e:
                 raise RegistriesConfError(f"cannot read {file}: {e}") from e
+        key = tuple((str(file), text) for file, text in texts)
+        cached = _parsed.get(key)
+        if cached is None:
+            cached = cls._merge(texts)
+            _parsed.put(key, cached)
+        return cached
+
+    @classmethod
+    def _merge(cls, texts: list[tuple[Path, str]]) -> RegistriesD:
+        default: LookasideConfig | None = None
+        default_from: Path | None = None
+        docker: dict[str, LookasideConfig] = {}
+        docker_from: dict[str, Path] = {}
+        for file, text in texts:
             parsed = cls.parse(text, str(file))
             if parsed.default_docker is not None:
                 if default is not None:

@@ -19,7 +19,6 @@ import io
 import json
 import os
 import tempfile
-import threading
 import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,7 +39,6 @@ from imagetypes.trust import (
     lookaside_signature_url,
     parse_signature_blob,
 )
-from imagetypes.trust._registries_d import _USER_REGISTRIES_D, SYSTEM_REGISTRIES_D
 from imagetypes.types import TransportOptions
 
 from ._client import RegistryClient, read_bounded
@@ -81,46 +79,11 @@ def load_registries_d(options: TransportOptions) -> RegistriesD:
     value = options.extra.get(REGISTRIES_D_OPTION)
     if isinstance(value, RegistriesD):
         return value
-    if value is None:
-        user = Path.home() / _USER_REGISTRIES_D
-        return _load_registries_d(user if user.exists() else SYSTEM_REGISTRIES_D)
-    if isinstance(value, (str, os.PathLike)):
-        return _load_registries_d(Path(value))
+    if value is None or isinstance(value, (str, os.PathLike)):
+        return RegistriesD.load(value)
     raise TypeError(
         f"{REGISTRIES_D_OPTION} must be a path or a RegistriesD, not {type(value).__name__}"
     )
-
-
-_registries_d_lock = threading.Lock()
-_registries_d_cache: dict[tuple[str, tuple[tuple[str, bytes], ...] | None], RegistriesD] = {}
-
-
-def _load_registries_d(directory: Path) -> RegistriesD:
-    """``RegistriesD.load(directory)``, parsed once per process for the same files.
-
-    Every image a sync copies opens a source and a destination, and both read registries.d:
-    the files are read each time (they are small), parsed only when their contents change.
-    """
-    try:
-        names = sorted(e.name for e in os.scandir(directory) if e.name.endswith(".yaml"))
-        contents: tuple[tuple[str, bytes], ...] | None = tuple(
-            (name, (directory / name).read_bytes()) for name in names
-        )
-    except OSError:
-        contents = None  # RegistriesD.load says what is wrong (or that there is nothing)
-    key = (str(directory), contents)
-    if contents is not None:
-        with _registries_d_lock:
-            cached = _registries_d_cache.get(key)
-        if cached is not None:
-            return cached
-    loaded = RegistriesD.load(directory)
-    if contents is not None:
-        with _registries_d_lock:
-            if len(_registries_d_cache) >= 16:
-                _registries_d_cache.clear()
-            _registries_d_cache[key] = loaded
-    return loaded
 
 
 def _builtin_lookaside(reference: Reference) -> str:
