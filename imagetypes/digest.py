@@ -111,6 +111,15 @@ class Readable(Protocol):
     def read(self, size: int = -1, /) -> bytes: ...
 
 
+def read_to_end(stream: Readable) -> bytes:
+    """Everything left in ``stream``, read in :data:`CHUNK_SIZE` pieces: ``read(-1)`` of the
+    package's streams (never one unbounded read of the stream they wrap)."""
+    parts = []
+    while chunk := stream.read(CHUNK_SIZE):
+        parts.append(chunk)
+    return b"".join(parts)
+
+
 class VerifyingReader:
     """A binary reader that hashes what passes through it and checks it at the end.
 
@@ -151,10 +160,7 @@ class VerifyingReader:
         if self._done:
             return b""
         if size is None or size < 0:
-            parts = []
-            while chunk := self.read(CHUNK_SIZE):
-                parts.append(chunk)
-            return b"".join(parts)
+            return read_to_end(self)
         if size == 0:
             return b""
         data = self._raw.read(size)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 
 from ..compression import Compression, CompressionReader, decompressing_reader
-from ..digest import CHUNK_SIZE, Digest, Readable
+from ..digest import CHUNK_SIZE, Digest, Readable, read_to_end
 
 __all__ = ["UncompressedTap"]
 
@@ -53,10 +53,7 @@ class UncompressedTap:
 
     def read(self, size: int = -1, /) -> bytes:
         if size is None or size < 0:
-            parts = []
-            while chunk := self.read(CHUNK_SIZE):
-                parts.append(chunk)
-            return b"".join(parts)
+            return read_to_end(self)
         if size == 0:
             return b""
         while not self._queue:

@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TypeVar
 
-from ..digest import CHUNK_SIZE, Digest, VerifyingReader
+from ..digest import CHUNK_SIZE, Digest, VerifyingReader, read_to_end
 
 __all__ = ["READ_AHEAD_BUFFERS", "READ_AHEAD_BUFFER_SIZE", "READ_AHEAD_MIN", "ReadAhead"]
 
@@ -182,10 +182,7 @@ class ReadAhead(VerifyingReader):
     # -- reading ---------------------------------------------------------------------------
     def read(self, size: int = -1, /) -> bytes:
         if size is None or size < 0:
-            parts = []
-            while part := self.read(CHUNK_SIZE):
-                parts.append(part)
-            return b"".join(parts)
+            return read_to_end(self)
         if size == 0:
             return b""
         if self._thread is None and not self._threaded_reads:

@@ -26,7 +26,7 @@ import httpx
 
 from imagetypes import mediatypes as mt
 from imagetypes.descriptor import Descriptor
-from imagetypes.digest import CHUNK_SIZE, Digest, VerifyingReader
+from imagetypes.digest import Digest, VerifyingReader, read_to_end
 from imagetypes.errors import (
     DigestMismatchError,
     ImageError,
@@ -993,10 +993,7 @@ class BlobReader:
 
     def read(self, size: int = -1, /) -> bytes:
         if size is None or size < 0:
-            parts = []
-            while part := self.read(CHUNK_SIZE):
-                parts.append(part)
-            return b"".join(parts)
+            return read_to_end(self)
         if self._eof or size == 0:
             return b""
         while True:
