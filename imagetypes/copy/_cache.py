@@ -16,10 +16,10 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -157,12 +157,8 @@ class BlobInfoCache:
     def _warn(self, what: str, error: BaseException) -> None:
         log.warning("blob-info cache %s: %s failed: %s", self.path, what, error)
 
-    # -- locations ---------------------------------------------------------------------------
-    def record_locations(self, entries: Iterable[tuple[Digest, BlobLocation]]) -> None:
-        """Remember that each blob was seen at its location (now)."""
-        rows = [
-            (str(d), loc.transport, loc.scope, loc.reference, time.time()) for d, loc in entries
-        ]
+    def _write(self, what: str, statement: str, rows: Sequence[tuple[object, ...]]) -> None:
+        """Run ``statement`` for every row in one write transaction; a failure only warns."""
         if not rows:
             return
         import sqlite3
@@ -170,15 +166,36 @@ class BlobInfoCache:
         try:
             with self._connect() as conn:
                 conn.execute("BEGIN IMMEDIATE")
-                conn.executemany(
-                    "INSERT INTO locations (digest, transport, scope, reference, last_seen) "
-                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (digest, transport, scope) DO UPDATE "
-                    "SET reference = excluded.reference, last_seen = excluded.last_seen",
-                    rows,
-                )
+                conn.executemany(statement, rows)
                 conn.execute("COMMIT")
         except (sqlite3.Error, OSError) as e:
-            self._warn("recording blob locations", e)
+            self._warn(what, e)
+
+    def _rows(self, what: str, query: str, params: Sequence[object]) -> list[tuple[Any, ...]]:
+        """The rows ``query`` gives; none (after a warning) when the file cannot be read."""
+        import sqlite3
+
+        try:
+            with self._connect() as conn:
+                rows: list[tuple[Any, ...]] = conn.execute(query, params).fetchall()
+        except (sqlite3.Error, OSError) as e:
+            self._warn(what, e)
+            return []
+        return rows
+
+    # -- locations ---------------------------------------------------------------------------
+    def record_locations(self, entries: Iterable[tuple[Digest, BlobLocation]]) -> None:
+        """Remember that each blob was seen at its location (now)."""
+        rows = [
+            (str(d), loc.transport, loc.scope, loc.reference, time.time()) for d, loc in entries
+        ]
+        self._write(
+            "recording blob locations",
+            "INSERT INTO locations (digest, transport, scope, reference, last_seen) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (digest, transport, scope) DO UPDATE "
+            "SET reference = excluded.reference, last_seen = excluded.last_seen",
+            rows,
+        )
 
     def locations(self, digest: Digest, transport: str | None = None) -> list[BlobLocation]:
         """Where the blob was seen, most recently first (at most :data:`MAX_LOCATIONS`)."""
@@ -188,14 +205,7 @@ class BlobInfoCache:
             query += " AND transport = ?"
             params.append(transport)
         query += f" ORDER BY last_seen DESC LIMIT {MAX_LOCATIONS}"
-        import sqlite3
-
-        try:
-            with self._connect() as conn:
-                rows = conn.execute(query, params).fetchall()
-        except (sqlite3.Error, OSError) as e:
-            self._warn("reading blob locations", e)
-            return []
+        rows = self._rows("reading blob locations", query, params)
         return [BlobLocation(str(t), str(s), str(r)) for t, s, r in rows]
 
     # -- compressed <-> uncompressed ---------------------------------------------------------
@@ -206,53 +216,32 @@ class BlobInfoCache:
         uncompressed form).
         """
         now = time.time()
-        rows = [(str(c), str(u), comp, now) for c, u, comp in pairs]
-        if not rows:
-            return
-        import sqlite3
-
-        try:
-            with self._connect() as conn:
-                conn.execute("BEGIN IMMEDIATE")
-                conn.executemany(
-                    "INSERT INTO uncompressed (compressed, uncompressed, compression, last_seen) "
-                    "VALUES (?, ?, ?, ?) ON CONFLICT (compressed) DO UPDATE "
-                    "SET uncompressed = excluded.uncompressed, "
-                    "compression = excluded.compression, last_seen = excluded.last_seen",
-                    rows,
-                )
-                conn.execute("COMMIT")
-        except (sqlite3.Error, OSError) as e:
-            self._warn("recording digest pairs", e)
+        self._write(
+            "recording digest pairs",
+            "INSERT INTO uncompressed (compressed, uncompressed, compression, last_seen) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT (compressed) DO UPDATE "
+            "SET uncompressed = excluded.uncompressed, "
+            "compression = excluded.compression, last_seen = excluded.last_seen",
+            [(str(c), str(u), comp, now) for c, u, comp in pairs],
+        )
 
     def uncompressed_digest(self, digest: Digest) -> Digest | None:
         """The digest of the uncompressed form of the blob ``digest``, if known."""
-        import sqlite3
-
-        try:
-            with self._connect() as conn:
-                row = conn.execute(
-                    "SELECT uncompressed FROM uncompressed WHERE compressed = ?", (str(digest),)
-                ).fetchone()
-        except (sqlite3.Error, OSError) as e:
-            self._warn("reading digest pairs", e)
-            return None
-        return _digest(row[0]) if row else None
+        rows = self._rows(
+            "reading digest pairs",
+            "SELECT uncompressed FROM uncompressed WHERE compressed = ? LIMIT 1",
+            (str(digest),),
+        )
+        return _digest(rows[0][0]) if rows else None
 
     def compressed_digests(self, uncompressed: Digest, compression: str) -> list[Digest]:
         """Known blobs that are ``uncompressed`` compressed with ``compression``, newest first."""
-        import sqlite3
-
-        try:
-            with self._connect() as conn:
-                rows = conn.execute(
-                    "SELECT compressed FROM uncompressed WHERE uncompressed = ? "
-                    "AND compression = ? ORDER BY last_seen DESC LIMIT ?",
-                    (str(uncompressed), compression, MAX_LOCATIONS),
-                ).fetchall()
-        except (sqlite3.Error, OSError) as e:
-            self._warn("reading digest pairs", e)
-            return []
+        rows = self._rows(
+            "reading digest pairs",
+            "SELECT compressed FROM uncompressed WHERE uncompressed = ? "
+            "AND compression = ? ORDER BY last_seen DESC LIMIT ?",
+            (str(uncompressed), compression, MAX_LOCATIONS),
+        )
         return [d for d in (_digest(r[0]) for r in rows) if d is not None]
 
 
