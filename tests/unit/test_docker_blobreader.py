@@ -21,7 +21,7 @@ import pytest
 from imagetypes import Digest, RetryPolicy, TransportOptions, VerifyingReader
 from imagetypes.digest import copy_to_fd
 from imagetypes_transports.docker import BlobReader, RegistryClient, RegistryConnectionError
-from imagetypes_transports.docker._client import _ssl_context
+from imagetypes_transports.docker._tls import make_ssl_context
 
 BLOB = random.Random(7).randbytes(3 * 1024 * 1024 + 12345)
 DIGEST = Digest("sha256", hashlib.sha256(BLOB).hexdigest())
@@ -284,24 +284,24 @@ def test_a_small_body_keeps_its_connection(server: tuple[str, Served]) -> None:
 # -- SSL contexts ------------------------------------------------------------------------------
 def test_clients_share_one_ssl_context_per_setting(tmp_path: Path) -> None:
     insecure = TransportOptions(tls_verify=False)
-    a = _ssl_context("reg.example:5000", insecure)
-    assert _ssl_context("reg.example:5000", insecure) is a
+    a = make_ssl_context("reg.example:5000", insecure)
+    assert make_ssl_context("reg.example:5000", insecure) is a
     assert a.verify_mode == ssl.CERT_NONE
     assert not a.check_hostname
-    verified = _ssl_context("reg.example:5000", TransportOptions(cert_dir=str(tmp_path)))
+    verified = make_ssl_context("reg.example:5000", TransportOptions(cert_dir=str(tmp_path)))
     assert verified is not a
     assert verified.verify_mode == ssl.CERT_REQUIRED
     assert verified.check_hostname
-    assert _ssl_context("other.example", insecure) is not a
+    assert make_ssl_context("other.example", insecure) is not a
 
 
 def test_a_changed_cert_dir_makes_a_new_context(tmp_path: Path) -> None:
     options = TransportOptions(cert_dir=str(tmp_path))
-    first = _ssl_context("reg.example", options)
+    first = make_ssl_context("reg.example", options)
     (tmp_path / "ca.crt").write_text("not a certificate")
     from imagetypes_transports.docker import TLSConfigError
 
     with pytest.raises(TLSConfigError, match=r"ca\.crt"):
-        _ssl_context("reg.example", options)
+        make_ssl_context("reg.example", options)
     (tmp_path / "ca.crt").unlink()
-    assert _ssl_context("reg.example", options) is first
+    assert make_ssl_context("reg.example", options) is first

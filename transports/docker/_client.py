@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import socket
 import ssl
 import threading
@@ -53,7 +52,7 @@ from ._errors import (
     TooManyRequestsError,
     parse_error_details,
 )
-from ._tls import cert_dir_for, make_ssl_context
+from ._tls import make_ssl_context
 
 __all__ = [
     "DIRECT_READ_MIN",
@@ -120,53 +119,6 @@ def endpoint_host(domain: str) -> str:
     return domain
 
 
-_SSLKey = tuple[object, ...]
-_ssl_contexts: dict[_SSLKey, ssl.SSLContext] = {}
-_ssl_lock = threading.Lock()
-
-
-def _ssl_context(endpoint: str, options: TransportOptions) -> ssl.SSLContext:
-    """The SSL context for ``endpoint``, made once per process for the same settings.
-
-    Making one loads the system's CA bundle (about 40 ms); a sync makes two clients per image.
-    The key covers everything :func:`make_ssl_context` reads: the certs.d folder's files (by
-    name, size and mtime) and the environment's CA locations, so a changed setting makes a new
-    context. Contexts are shared: httpx only reads them, and ``SSLContext`` is thread-safe.
-    """
-    folder = cert_dir_for(endpoint, options)
-    files: tuple[tuple[str, int, int], ...] = ()
-    if folder is not None and folder.is_dir():
-        files = tuple(sorted(_file_signature(e) for e in os.scandir(folder)))
-    else:
-        folder = None
-    env = tuple(os.environ.get(v) for v in ("SSL_CERT_FILE", "SSL_CERT_DIR", "SSLKEYLOGFILE"))
-    key: _SSLKey = (endpoint, options.tls_verify is False, str(folder), files, env)
-    with _ssl_lock:
-        ctx = _ssl_contexts.get(key)
-    if ctx is not None:
-        return ctx
-    if options.tls_verify is False and folder is None:
-        # Nothing is verified and no client certificate is sent: the system's CAs, which
-        # make_ssl_context would load first, would never be used.
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        if env[2]:
-            ctx.keylog_filename = env[2]
-    else:
-        ctx = make_ssl_context(endpoint, options)
-    with _ssl_lock:
-        return _ssl_contexts.setdefault(key, ctx)
-
-
-def _file_signature(entry: os.DirEntry[str]) -> tuple[str, int, int]:
-    try:
-        st = entry.stat()
-    except OSError:  # a dangling link: make_ssl_context reports it, if it matters
-        return entry.name, -1, -1
-    return entry.name, st.st_size, st.st_mtime_ns
-
-
 @attrs.frozen
 class ManifestInfo:
     """What a HEAD on a manifest tells: its digest, media type and size."""
@@ -220,7 +172,7 @@ class RegistryClient:
         self.read_timeout = timeout
         self._http = httpx.Client(
             auth=self.auth,
-            verify=_ssl_context(self.endpoint, self.options),
+            verify=make_ssl_context(self.endpoint, self.options),
             follow_redirects=True,
             timeout=httpx.Timeout(timeout, connect=min(timeout, 30.0)),
             headers={"User-Agent": _USER_AGENT},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import ssl
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -42,18 +43,61 @@ def cert_dir_for(
     return None
 
 
+_SSLKey = tuple[object, ...]
+_ssl_contexts: dict[_SSLKey, ssl.SSLContext] = {}
+_ssl_lock = threading.Lock()
+
+
 def make_ssl_context(host: str, options: TransportOptions) -> ssl.SSLContext:
     """An SSL context for ``host``: system trust plus the certs.d CAs, and any client pair.
 
     With ``tls_verify=False`` certificates are not checked (but client certificates are still
-    presented).
+    presented). Made once per process for the same settings: making one loads the system's
+    CA bundle (about 40 ms), and a sync makes clients for every image. The key covers
+    everything a context is made from: the certs.d folder's files (by name, size and mtime)
+    and the environment's CA locations, so a changed setting makes a new context. Contexts
+    are shared: httpx only reads them, and ``SSLContext`` is thread-safe.
     """
+    folder = cert_dir_for(host, options)
+    files: tuple[tuple[str, int, int], ...] = ()
+    if folder is not None and folder.is_dir():
+        files = tuple(sorted(_file_signature(e) for e in os.scandir(folder)))
+    else:
+        folder = None
+    env = tuple(os.environ.get(v) for v in ("SSL_CERT_FILE", "SSL_CERT_DIR", "SSLKEYLOGFILE"))
+    key: _SSLKey = (host, options.tls_verify is False, str(folder), files, env)
+    with _ssl_lock:
+        ctx = _ssl_contexts.get(key)
+    if ctx is not None:
+        return ctx
+    if options.tls_verify is False and folder is None:
+        # Nothing is verified and no client certificate is sent: the system's CAs, which
+        # create_default_context would load, would never be used.
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        if env[2]:
+            ctx.keylog_filename = env[2]
+    else:
+        ctx = _new_ssl_context(folder, options)
+    with _ssl_lock:
+        return _ssl_contexts.setdefault(key, ctx)
+
+
+def _file_signature(entry: os.DirEntry[str]) -> tuple[str, int, int]:
+    try:
+        st = entry.stat()
+    except OSError:  # a dangling link: _new_ssl_context reports it, if it matters
+        return entry.name, -1, -1
+    return entry.name, st.st_size, st.st_mtime_ns
+
+
+def _new_ssl_context(folder: Path | None, options: TransportOptions) -> ssl.SSLContext:
     ctx = ssl.create_default_context()
     if options.tls_verify is False:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
-    folder = cert_dir_for(host, options)
-    if folder is None or not folder.is_dir():
+    if folder is None:
         return ctx
     names = sorted(p.name for p in folder.iterdir())
     for name in names:
