@@ -43,7 +43,7 @@ from types import ModuleType, TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from . import mediatypes as mt
-from .digest import CHUNK_SIZE, Readable, read_to_end
+from .digest import CHUNK_SIZE, Readable, read_all
 from .errors import CompressionError, UnsupportedError
 
 if TYPE_CHECKING:
@@ -340,7 +340,7 @@ class CompressionReader:
 
     def read(self, size: int = -1, /) -> bytes:
         if size is None or size < 0:
-            return read_to_end(self)
+            return read_all(self)
         if size == 0:
             return b""
         available = self._available(size)

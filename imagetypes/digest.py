@@ -111,7 +111,7 @@ class Readable(Protocol):
     def read(self, size: int = -1, /) -> bytes: ...
 
 
-def read_to_end(stream: Readable) -> bytes:
+def read_all(stream: Readable) -> bytes:
     """Everything left in ``stream``, read in :data:`CHUNK_SIZE` pieces: ``read(-1)`` of the
     package's streams (never one unbounded read of the stream they wrap)."""
     parts = []
@@ -160,20 +160,12 @@ class VerifyingReader:
         if self._done:
             return b""
         if size is None or size < 0:
-            return read_to_end(self)
+            return read_all(self)
         if size == 0:
             return b""
         data = self._raw.read(size)
         if data:
-            self._count += len(data)
-            if self.expected_size is not None and self._count > self.expected_size:
-                self._error = SizeMismatchError(
-                    f"{self._description}: more than the expected {self.expected_size} bytes",
-                    expected=self.expected_size,
-                    actual=self._count,
-                )
-                raise self._error
-            self._hasher.update(data)
+            self._take(data)
             return data
         self._finish()
         return b""
@@ -201,7 +193,12 @@ class VerifyingReader:
         if not n:
             self._finish()
             return 0
-        self._count += n
+        self._take(view[:n])
+        return int(n)
+
+    def _take(self, data: bytes | memoryview) -> None:
+        """Count and hash bytes read; fail at once when they overrun the expected size."""
+        self._count += len(data)
         if self.expected_size is not None and self._count > self.expected_size:
             self._error = SizeMismatchError(
                 f"{self._description}: more than the expected {self.expected_size} bytes",
@@ -209,8 +206,7 @@ class VerifyingReader:
                 actual=self._count,
             )
             raise self._error
-        self._hasher.update(view[:n])
-        return int(n)
+        self._hasher.update(data)
 
     def _finish(self) -> None:
         actual = Digest.from_hash(self._hasher)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 
 from ..compression import Compression, CompressionReader, decompressing_reader
-from ..digest import CHUNK_SIZE, Digest, Readable, read_to_end
+from ..digest import CHUNK_SIZE, Digest, Readable, read_all
 
 __all__ = ["UncompressedTap"]
 
@@ -53,7 +53,7 @@ class UncompressedTap:
 
     def read(self, size: int = -1, /) -> bytes:
         if size is None or size < 0:
-            return read_to_end(self)
+            return read_all(self)
         if size == 0:
             return b""
         while not self._queue:

@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TypeVar
 
-from ..digest import CHUNK_SIZE, Digest, VerifyingReader, read_to_end
+from ..digest import CHUNK_SIZE, Digest, VerifyingReader, read_all
 
 __all__ = ["READ_AHEAD_BUFFERS", "READ_AHEAD_BUFFER_SIZE", "READ_AHEAD_MIN", "ReadAhead"]
 
@@ -182,7 +182,7 @@ class ReadAhead(VerifyingReader):
     # -- reading ---------------------------------------------------------------------------
     def read(self, size: int = -1, /) -> bytes:
         if size is None or size < 0:
-            return read_to_end(self)
+            return read_all(self)
         if size == 0:
             return b""
         if self._thread is None and not self._threaded_reads:

@@ -25,7 +25,7 @@ import httpx
 
 from imagetypes import mediatypes as mt
 from imagetypes.descriptor import Descriptor
-from imagetypes.digest import Digest, VerifyingReader, read_to_end
+from imagetypes.digest import Digest, VerifyingReader, read_all
 from imagetypes.errors import (
     DigestMismatchError,
     ImageError,
@@ -945,7 +945,7 @@ class BlobReader:
 
     def read(self, size: int = -1, /) -> bytes:
         if size is None or size < 0:
-            return read_to_end(self)
+            return read_all(self)
         if self._eof or size == 0:
             return b""
         while True:
