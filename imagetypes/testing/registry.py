@@ -928,6 +928,9 @@ def _scope_text(scopes: Iterable[tuple[str, str, str]]) -> str:
 class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default listen backlog is 5: a burst of clients connecting at once (a
+    # parallel copy, a test's 16 threads) overflowed it and the kernel reset connections.
+    request_queue_size = 128
 
 
 class _Dechunked(io.RawIOBase):
