@@ -440,6 +440,7 @@ class _QuietServer(http.server.ThreadingHTTPServer):
     """A threading HTTP server that does not print the connection resets tests cause."""
 
     daemon_threads = True
+    request_queue_size = 64  # socketserver's 5 resets bursts of parallel clients
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass

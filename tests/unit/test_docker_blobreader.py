@@ -46,6 +46,7 @@ class Served:
 
 class _Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 64  # socketserver's 5 resets bursts of parallel clients
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass  # the cuts the tests make
