@@ -116,6 +116,77 @@ def worth_recording(source: ImageReference, destination: ImageDestination) -> bo
     )
 
 
+_schema_lock = threading.Lock()
+# Files this process has set up, by _file_id: the schema is made once per file, not per copy.
+_schema_made: set[tuple[int, int, int]] = set()
+_per_thread = threading.local()
+
+
+def _file_id(path: Path) -> tuple[int, int, int] | None:
+    """Which file ``path`` is now: device, inode and change time.
+
+    The change time tells a file deleted and made again under a reused inode number; it also
+    moves when a checkpoint writes the main file, which only costs one reconnection.
+    """
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino, st.st_ctime_ns
+
+
+def _connection(path: Path) -> sqlite3.Connection:
+    """This thread's connection to ``path``, (re)opened when the file is new or was replaced."""
+    # sqlite3 is imported by the first operation, so a program that never uses it skips it.
+    import sqlite3
+
+    conns: dict[str, tuple[sqlite3.Connection, tuple[int, int, int]]] = (
+        _per_thread.__dict__.setdefault("conns", {})
+    )
+    key = str(path)
+    cached = conns.get(key)
+    if cached is not None:
+        if _file_id(path) == cached[1]:
+            return cached[0]
+        conns.pop(key)
+        cached[0].close()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=True)
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+        # A cache may lose its last writes in a power cut (never consistency): no fsync per
+        # commit, only at checkpoints.
+        conn.execute("PRAGMA synchronous = NORMAL")
+        ident = _file_id(path)
+        with _schema_lock:
+            ready = ident in _schema_made
+        if not ready:
+            conn.execute("PRAGMA journal_mode = WAL")
+            for statement in _SCHEMA:
+                conn.execute(statement)
+            ident = _file_id(path)  # created by connecting, when it was not there
+            with _schema_lock:
+                if ident is not None:
+                    _schema_made.add(ident)
+        if ident is None:
+            raise OSError(f"{path} disappeared while it was being opened")
+    except BaseException:
+        conn.close()
+        raise
+    conns[key] = (conn, ident)
+    return conn
+
+
+def _drop_connection(path: Path) -> None:
+    """Forget this thread's connection after a failure; the next one sets the schema up again."""
+    conns = _per_thread.__dict__.get("conns", {})
+    cached = conns.pop(str(path), None)
+    if cached is not None:
+        cached[0].close()
+        with _schema_lock:
+            _schema_made.discard(cached[1])
+
+
 class BlobInfoCache:
     """A blob-info cache in the SQLite file at ``path`` (created on first use).
 
@@ -125,8 +196,6 @@ class BlobInfoCache:
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         self.path = Path(path) if path is not None else default_cache_path()
-        self._lock = threading.Lock()
-        self._ready = False
 
     def __repr__(self) -> str:
         return f"BlobInfoCache({str(self.path)!r})"
@@ -134,25 +203,18 @@ class BlobInfoCache:
     # -- connections -------------------------------------------------------------------------
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        # One connection per operation: cheap, and never shared between threads. sqlite3 is
-        # imported here, by the first operation, so a program that never uses it skips it.
-        import sqlite3
+        """This thread's open connection to the file (opened, and the schema made, once).
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None)
+        A connection is never shared between threads, and is kept for the thread's next
+        operation on the same file as long as the file is still the one it opened: connecting
+        and setting up cost more than most look-ups. A connection that failed is dropped.
+        """
+        conn = _connection(self.path)
         try:
-            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
-            with self._lock:
-                ready = self._ready
-            if not ready:
-                conn.execute("PRAGMA journal_mode = WAL")
-                for statement in _SCHEMA:
-                    conn.execute(statement)
-                with self._lock:
-                    self._ready = True
             yield conn
-        finally:
-            conn.close()
+        except BaseException:
+            _drop_connection(self.path)
+            raise
 
     def _warn(self, what: str, error: BaseException) -> None:
         log.warning("blob-info cache %s: %s failed: %s", self.path, what, error)

@@ -117,6 +117,70 @@ def test_a_broken_cache_file_only_warns(
     assert any("blob-info cache" in r.getMessage() for r in caplog.records)
 
 
+def _remove_cache_file(path: Path) -> None:
+    """What clearing the cache directory does: the file and its WAL companions go."""
+    for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        name.unlink(missing_ok=True)
+
+
+def test_a_cache_file_removed_or_replaced_is_opened_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Connections are kept per thread between operations; they must follow the file on disk.
+    path = tmp_path / "sub" / "c.sqlite"
+    cache = BlobInfoCache(path)
+    loc = BlobLocation("docker", "r.example/a", "docker://r.example/a:1")
+    cache.record_locations([(D1, loc)])
+    assert cache.locations(D1) == [loc]
+    _remove_cache_file(path)
+    assert cache.locations(D1) == []  # a new, empty file: not the deleted one still open
+    cache.record_locations([(D2, loc)])
+    assert BlobInfoCache(path).locations(D2) == [loc]
+
+    _remove_cache_file(path)
+    path.write_bytes(b"this is not a database" * 100)
+    with caplog.at_level(logging.WARNING, logger="imagetypes.copy"):
+        assert cache.locations(D2) == []
+    assert any("blob-info cache" in r.getMessage() for r in caplog.records)
+    _remove_cache_file(path)
+    cache.record_locations([(D1, loc)])  # the failed connection was dropped: a new file works
+    assert cache.locations(D1) == [loc]
+
+
+def test_cache_commits_without_fsync_in_wal_mode(tmp_path: Path) -> None:
+    cache = BlobInfoCache(tmp_path / "c.sqlite")
+    cache.record_uncompressed([(D1, D2, "gzip")])
+    with sqlite3.connect(tmp_path / "c.sqlite") as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    assert cache.uncompressed_digest(D1) == D2
+    with cache._connect() as mine:  # this thread's kept connection: NORMAL (1), not FULL (2)
+        assert mine.execute("PRAGMA synchronous").fetchone() == (1,)
+
+
+def test_threads_share_a_cache(tmp_path: Path) -> None:
+    import threading
+
+    cache = BlobInfoCache(tmp_path / "c.sqlite")
+
+    def work(w: int) -> None:
+        for i in range(30):
+            d = Digest.from_bytes(f"{w}-{i}".encode())
+            cache.record_locations([(d, BlobLocation("docker", f"r/{w}", f"docker://r/{w}:x"))])
+            assert [loc.scope for loc in cache.locations(d)] == [f"r/{w}"]
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    total = sum(
+        len(cache.locations(Digest.from_bytes(f"{w}-{i}".encode())))
+        for w in range(6)
+        for i in range(30)
+    )
+    assert total == 180
+
+
 def _plain(seed: int) -> BuiltImage:
     img = make_image(seed, (4000, 60_000))
     manifest = json.loads(img.manifest)

@@ -181,6 +181,11 @@ class RegistryClient:
         )
         self._base: str | None = None
         self._base_lock = threading.Lock()
+        # (repository, digest) -> size of blobs this client wrote or found there. A blob does
+        # not leave a repository during one copy or sync run, so later images of the run that
+        # share it skip their HEAD (a registry that lost it fails the manifest PUT instead).
+        # Shared by every view of a pooled client; dict reads and writes are atomic.
+        self._present: dict[tuple[str, Digest], int] = {}
 
     def __repr__(self) -> str:
         return f"<RegistryClient {self.host}>"
@@ -444,7 +449,14 @@ class RegistryClient:
 
     # -- blobs -----------------------------------------------------------------------------
     def blob_size(self, repository: str, digest: Digest) -> int | None:
-        """The blob's size if the repository has it, else ``None``."""
+        """The blob's size if the repository has it, else ``None``.
+
+        Asks once per blob and repository: a blob this client wrote or found there before is
+        answered from memory.
+        """
+        known = self._present.get((repository, digest))
+        if known is not None:
+            return known
         response = self._send(
             "HEAD",
             self._repo_url(repository, f"blobs/{digest}"),
@@ -455,7 +467,10 @@ class RegistryClient:
         if response.status_code == 404:
             return None
         length = response.headers.get("content-length")
-        return int(length) if length and length.isdigit() else -1
+        if length and length.isdigit():
+            self._present[(repository, digest)] = int(length)
+            return int(length)
+        return -1
 
     def open_blob(self, repository: str, digest: Digest, offset: int = 0) -> httpx.Response:
         """A streamed GET of the blob (from ``offset``; a 200 means the range was ignored)."""
@@ -529,6 +544,7 @@ class RegistryClient:
                 expected=digest,
                 actual=header,
             )
+        self._present[(repository, digest)] = stream.size
         return digest, stream.size
 
     def _start_upload(self, repository: str, what: str) -> httpx.URL:
