@@ -25,6 +25,7 @@ pytestmark = pytest.mark.integration
 BIG = 3 * 1024 * 1024 + 17  # read straight from the socket (over DIRECT_READ_MIN)
 SMALL = 200_000  # read through httpx
 FAST = RetryPolicy(attempts=3, backoff=0.01, max_backoff=0.05)
+PLAIN = TransportOptions(tls_verify=False)
 
 
 @dataclass(frozen=True)
@@ -187,3 +188,42 @@ def test_a_corrupt_direct_download_is_refused(
             CopyOptions(source_options=TransportOptions(tls_verify=False, retry=FAST)),
         )
     assert not (out / "blobs" / "sha256" / big.digest.hex).exists()
+
+
+def test_images_of_one_run_ask_once_per_shared_blob(
+    registry: RunningRegistry, image: tuple[str, BuiltImage], tmp_path: Path
+) -> None:
+    # Two tags of one image into one repository, as a sync copies them: with the run's shared
+    # state the second copy's client already knows every blob is there and asks nothing.
+    from imagetypes import SharedState
+
+    name, img = image
+    rec = Recorder()
+    with SharedState() as state:
+        options = state.attach(rec.options())
+        for tag in ("a", "b"):
+            copy_image(
+                f"docker://{registry.host}/{name}",
+                f"docker://{registry.host}/requests/once:{tag}",
+                CopyOptions(source_options=state.attach(PLAIN), destination_options=options),
+            )
+    to_dest = [(s.method, s.path, s.status) for s in rec.seen if "/requests/once/" in s.path]
+    heads = [c for c in to_dest if c[0] == "HEAD" and "/blobs/" in c[1]]
+    assert sorted(p for _, p, _ in heads) == sorted(
+        f"/v2/requests/once/blobs/{d}" for d in img.blobs
+    )  # the first copy's, one per blob; none from the second
+    assert all(status == 404 for _, _, status in heads)
+    assert [c for c in to_dest if c[0] == "PUT" and "/manifests/" in c[1]] == [
+        ("PUT", "/v2/requests/once/manifests/a", 201),
+        ("PUT", "/v2/requests/once/manifests/b", 201),
+    ]
+    # Without shared state every copy has a client of its own, which asks again.
+    rec2 = Recorder()
+    copy_image(
+        f"docker://{registry.host}/{name}",
+        f"docker://{registry.host}/requests/once:c",
+        CopyOptions(source_options=PLAIN, destination_options=rec2.options()),
+    )
+    again = [s for s in rec2.seen if s.method == "HEAD" and "/blobs/" in s.path]
+    assert len(again) == len(img.blobs)
+    assert all(s.status == 200 for s in again)

@@ -492,8 +492,13 @@ class RegistryClient:
         """A raw stream of the blob that resumes a broken download where it stopped."""
         return BlobReader(self, repository, digest, size, offset)
 
-    def mount_blob(self, repository: str, digest: Digest, source: str) -> bool:
-        """Mount a blob from another repository of this registry; ``True`` if it worked."""
+    def mount_blob(
+        self, repository: str, digest: Digest, source: str, size: int | None = None
+    ) -> bool:
+        """Mount a blob from another repository of this registry; ``True`` if it worked.
+
+        ``size``, when the caller knows it, is remembered with the blob (see :meth:`blob_size`).
+        """
         self.auth.add_scope(Scope("repository", source, frozenset({"pull"})))
         response = self._send(
             "POST",
@@ -504,6 +509,8 @@ class RegistryClient:
         )
         response.close()
         if response.status_code == 201:
+            if size is not None and size >= 0:
+                self._present[(repository, digest)] = size
             return True
         # 202: the registry could not mount and opened an upload instead; we do not want it.
         location = response.headers.get("location")

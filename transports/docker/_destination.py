@@ -161,7 +161,7 @@ class DockerImageDestination(ImageDestination):
         if size is not None:
             return _descriptor(info, info.digest, size)
         for source in self.mount_sources:
-            if self._client.mount_blob(repo, info.digest, source):
+            if self._client.mount_blob(repo, info.digest, source, info.size):
                 size = (
                     info.size
                     if info.size is not None
