@@ -11,7 +11,8 @@ broadly or precisely::
     │   └── ManifestTooLargeError               a manifest exceeds the size bound
     ├── VerificationError                       content does not match what was promised
     │   ├── DigestMismatchError                 bytes hash to another digest
-    │   └── SizeMismatchError                   more or fewer bytes than the descriptor says
+    │   ├── SizeMismatchError                   more or fewer bytes than the descriptor says
+    │   └── SourceChangedError                  a source file changed while it was cloned/linked
     ├── NotFoundError (LookupError)             something asked for does not exist
     │   ├── ManifestNotFoundError               no manifest for that tag, name or digest
     │   └── BlobNotFoundError                   no blob with that digest
@@ -56,6 +57,7 @@ __all__ = [
     "NotFoundError",
     "PlatformMismatchError",
     "SizeMismatchError",
+    "SourceChangedError",
     "TransportError",
     "UnknownTransportError",
     "UnsupportedConversionError",
@@ -116,6 +118,11 @@ class SizeMismatchError(VerificationError):
         super().__init__(message)
         self.expected = expected
         self.actual = actual
+
+
+class SourceChangedError(VerificationError):
+    """A source's file changed while it was read to be cloned or linked: what was placed in the
+    destination may not be what was verified."""
 
 
 class NotFoundError(ImageError, LookupError):

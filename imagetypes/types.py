@@ -16,7 +16,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, Literal, TypeVar
 
 import attrs
 
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from .reference import Reference
 
 __all__ = [
+    "LINK_MODES",
     "SHARED_STATE_OPTION",
     "Credentials",
     "DestinationCapabilities",
@@ -41,6 +42,7 @@ __all__ = [
     "ImageReference",
     "ImageSource",
     "LayerCompression",
+    "LinkMode",
     "PutBlobOptions",
     "Registry",
     "Repository",
@@ -147,6 +149,15 @@ class DestinationCapabilities:
     needs_digest_up_front: bool = False
 
 
+#: How a destination storing files may place a blob that the source holds as a local file:
+#: ``"reflink"`` clones it where the filesystem can (copy-on-write: nothing is shared once
+#: either side changes, so this is the default), ``"hardlink"`` links it (the destination's blob
+#: *is* the source's file: same inode, same permissions) where both are on one filesystem and
+#: else clones it, ``"never"`` always writes the bytes. Each falls back to writing the bytes.
+LinkMode = Literal["never", "reflink", "hardlink"]
+LINK_MODES: tuple[LinkMode, ...] = ("never", "reflink", "hardlink")
+
+
 @attrs.frozen(kw_only=True)
 class PutBlobOptions:
     """Options for :meth:`ImageDestination.put_blob`."""
@@ -155,6 +166,14 @@ class PutBlobOptions:
     is_config: bool = False
     #: The index of the layer in its manifest, if it is one.
     layer_index: int | None = None
+    #: The open local file the stream reads, from its start, when that file holds exactly the
+    #: blob (the copy engine sets it for a blob copied byte for byte from a source's file). A
+    #: destination that stores files may clone or link it instead of writing the bytes, as
+    #: :attr:`link_blobs` allows (:func:`imagetypes.blobfiles.store_blob`); it must still read
+    #: the stream to its end, since that is what verifies the blob.
+    source_file: IO[bytes] | None = None
+    #: What :attr:`source_file` may be turned into (see :data:`LinkMode`).
+    link_blobs: LinkMode = "reflink"
 
 
 class Transport(ABC):

@@ -22,6 +22,7 @@ APT_PACKAGES=(
     golang-github-opencontainers-image-spec-dev
     jq
     gnupg
+    xfsprogs  # mkfs.xfs: a loop-mounted XFS where tests see blobs cloned (--link-blobs)
 )
 
 as_root() {

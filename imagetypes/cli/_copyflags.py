@@ -57,6 +57,15 @@ def add_compression_flags(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="fail rather than change any manifest digest (conversion, recompression, ...)",
     )
+    group.add_argument(
+        "--link-blobs",
+        choices=("never", "reflink", "hardlink"),
+        default="reflink",
+        help="between local layouts (oci:, dir:): clone blobs where the filesystem can "
+        "(reflink, the default), hard-link them where both are on one filesystem (hardlink: "
+        "the copies share files), or always write the bytes (never); blobs are verified "
+        "whichever way",
+    )
     cache = group.add_mutually_exclusive_group()
     cache.add_argument(
         "--blob-info-cache",
@@ -102,6 +111,7 @@ def compression_options(args: argparse.Namespace) -> dict[str, Any]:
         "dest_compress_level": args.dest_compress_level,
         "preserve_digests": bool(args.preserve_digests),
         "blob_info_cache": cache,
+        "link_blobs": getattr(args, "link_blobs", "reflink"),
         "keep_unselected": getattr(args, "multi_arch_unselected", "strip") == "keep",
     }
 

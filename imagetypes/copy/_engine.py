@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import IO, cast
 
 import attrs
 
@@ -1099,6 +1100,12 @@ class _Copier:
                 tap = UncompressedTap(reader) if lp is not None and lp.compute_diff_id else None
                 stream: Readable = tap if tap is not None else reader
                 info = BlobInfo(job.media_type, desc.digest, _known(desc.size))
+                if self.options.link_blobs != "never" and _whole_blob_file(watch.file, desc):
+                    # Byte for byte from a local file: a destination of files may clone or
+                    # link it (reading the stream all the same, to verify it).
+                    options = attrs.evolve(
+                        options, source_file=watch.file, link_blobs=self.options.link_blobs
+                    )
                 stored = self.dst.put_blob(stream, info, options)
                 if stored.digest != desc.digest:
                     # A destination changing a blob would need the manifest rewritten to match.
@@ -1217,6 +1224,17 @@ def _large(job: _BlobJob) -> bool:
     return job.data is None and (size < 0 or size >= READ_AHEAD_MIN)
 
 
+def _whole_blob_file(file: IO[bytes] | None, desc: Descriptor) -> bool:
+    """Whether ``file`` is the blob and nothing else: read from its start, of the blob's size."""
+    tell = getattr(file, "tell", None)  # a source's stream may be a file-like wrapper
+    if file is None or tell is None or desc.size < 0:
+        return False
+    try:
+        return bool(tell() == 0) and os.fstat(file.fileno()).st_size == desc.size
+    except (OSError, ValueError):
+        return False
+
+
 def _is_regular_file(stream: object) -> bool:
     """Whether ``stream`` reads a regular file (has a ``fileno()`` that is one)."""
     fileno = getattr(stream, "fileno", None)
@@ -1274,8 +1292,12 @@ class _SourceWatch:
 
     def __init__(self) -> None:
         self.error: BaseException | None = None
-        #: The blob stream reads a regular file (see :meth:`_Copier._put_once`).
-        self.regular_file = False
+        #: The source's own stream, when it reads a regular file (see :meth:`_Copier._put_once`).
+        self.file: IO[bytes] | None = None
+
+    @property
+    def regular_file(self) -> bool:
+        return self.file is not None
 
     def open(self, opener: Callable[[], Readable]) -> Readable:
         try:
@@ -1283,7 +1305,7 @@ class _SourceWatch:
         except BaseException as e:
             self.error = e
             raise
-        self.regular_file = _is_regular_file(raw)
+        self.file = cast("IO[bytes]", raw) if _is_regular_file(raw) else None
         # Offer readinto only where the source has it: readers test for it to fill their
         # buffers without a copy.
         return _WatchedFile(raw, self) if hasattr(raw, "readinto") else _WatchedStream(raw, self)

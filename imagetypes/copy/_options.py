@@ -12,7 +12,7 @@ from ..digest import Digest
 from ..errors import InvalidPlatformError, InvalidReferenceError
 from ..platform import Platform
 from ..reference import Reference
-from ..types import TransportOptions
+from ..types import LINK_MODES, LinkMode, TransportOptions
 
 if TYPE_CHECKING:
     from ..trust import Policy
@@ -172,6 +172,16 @@ class CopyOptions:
     #: runs are reused instead of compressed again.
     blob_info_cache: BlobInfoCacheSetting = attrs.field(
         default=False, eq=False, validator=_check_cache
+    )
+    #: How a blob copied byte for byte from a source's local file (``oci:``, ``dir:``) is placed
+    #: in a destination that stores files (``oci:``, ``dir:``): ``"reflink"`` (the default)
+    #: clones it where the filesystem can (btrfs, XFS: copy-on-write, no data written, nothing
+    #: shared once either side changes), ``"hardlink"`` links it where both are on one
+    #: filesystem (the destination's blob is the source's inode: no space used, but a change
+    #: to one is a change to both), ``"never"`` always writes the bytes. Every blob is read
+    #: and verified whichever way it is placed, and each falls back to writing the bytes.
+    link_blobs: LinkMode = attrs.field(
+        default="reflink", validator=attrs.validators.in_(LINK_MODES)
     )
     #: Blobs copied at the same time, where both source and destination allow it. Layers that
     #: are (re)compressed are processed by these workers too, in parallel.

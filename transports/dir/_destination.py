@@ -22,8 +22,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from imagetypes.blobfiles import store_blob
 from imagetypes.descriptor import BlobInfo, Descriptor
-from imagetypes.digest import Digest, Readable, copy_to_fd, verify_stream
+from imagetypes.digest import Digest, Readable, verify_stream
 from imagetypes.errors import (
     DigestMismatchError,
     ImageError,
@@ -166,14 +167,16 @@ class DirImageDestination(ImageDestination):
         """Stream a blob into the staging directory, verifying it against ``info``.
 
         The blob gets its final name only after the whole stream was read and verified; on a
-        mismatch (or any error) the partial file is removed.
+        mismatch (or any error) the partial file is removed. A blob whose source file
+        ``options`` name is cloned or hard-linked where allowed and possible
+        (:func:`imagetypes.blobfiles.store_blob`), and still read to its end to verify it.
         """
         self._check_open()
         reader = verify_stream(stream, info.digest, info.size)
         fd, tmp = create_temp_file(self._staging, ".blob-")
         try:
             try:
-                copy_to_fd(reader, fd)
+                store_blob(reader, fd, tmp, options)
             finally:
                 os.close(fd)
             digest = reader.digest

@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from imagetypes import mediatypes as mt
+from imagetypes.blobfiles import store_blob
 from imagetypes.descriptor import BlobInfo, Descriptor
-from imagetypes.digest import Digest, Readable, VerifyingReader, copy_to_fd, verify_stream
+from imagetypes.digest import Digest, Readable, VerifyingReader, verify_stream
 from imagetypes.errors import (
     BlobNotFoundError,
     ImageError,
@@ -132,15 +133,21 @@ class OCIImageDestination(ImageDestination):
                 self._staging = staging
             return self._staging
 
-    def _store(self, reader: VerifyingReader) -> tuple[Digest, int]:
-        """Stream ``reader`` into the staging area; keep the file only once EOF verified it."""
+    def _store(
+        self, reader: VerifyingReader, options: PutBlobOptions | None = None
+    ) -> tuple[Digest, int]:
+        """Stream ``reader`` into the staging area; keep the file only once EOF verified it.
+
+        A blob whose source file ``options`` name is cloned or hard-linked where allowed and
+        possible (:func:`imagetypes.blobfiles.store_blob`), still read to its end to verify it.
+        """
         staging = self._ensure_staging()
         fd, tmp = create_unique_file(staging, "tmp-")
         try:
             try:
-                copy_to_fd(reader, fd, sync=False)
-                os.fchmod(fd, FILE_MODE)
-                os.fsync(fd)
+                if store_blob(reader, fd, tmp, options, sync=False) != "hardlink":
+                    os.fchmod(fd, FILE_MODE)  # a hard link keeps the source's inode as it is
+                    os.fsync(fd)
             finally:
                 os.close(fd)
             digest = reader.digest
@@ -185,7 +192,7 @@ class OCIImageDestination(ImageDestination):
         self, stream: Readable, info: BlobInfo, options: PutBlobOptions | None = None
     ) -> Descriptor:
         size = info.size if info.size is not None and info.size >= 0 else None
-        digest, written = self._store(verify_stream(stream, info.digest, size))
+        digest, written = self._store(verify_stream(stream, info.digest, size), options)
         return Descriptor(info.media_type, digest, written, annotations=info.annotations)
 
     def put_manifest(
