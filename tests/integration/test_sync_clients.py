@@ -4,13 +4,14 @@ real registry."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from imagebuilder import BuiltImage, make_image, write_oci_layout
 from registry_fixtures import RunningRegistry, counting_hooks
 
 from imagetypes import TransportOptions
-from imagetypes.copy import CopyOptions, SyncOptions, copy_image, sync
+from imagetypes.copy import CopyOptions, SyncOptions, SyncReport, copy_image, sync
 from imagetypes.types import SharedState
 from imagetypes_transports.docker._pool import CLIENT_POOL_KEY, RegistryClientPool
 
@@ -141,3 +142,69 @@ def test_different_credentials_get_different_clients_in_one_run(
             )
         pool = state.get(CLIENT_POOL_KEY, RegistryClientPool)
         assert pool.created == 2
+
+
+def _sync(
+    registry: RunningRegistry, repo: str, dest: str, hooks: dict[str, list[Any]]
+) -> SyncReport:
+    return sync(
+        repo,
+        f"{registry.host}/{dest}",
+        source_kind="docker",
+        destination_kind="docker",
+        options=SyncOptions(
+            concurrency=3,
+            copy_options=CopyOptions(
+                source_options=TransportOptions(tls_verify=False),
+                destination_options=TransportOptions(
+                    tls_verify=False, extra={"docker.event_hooks": hooks}
+                ),
+            ),
+        ),
+    )
+
+
+def test_a_sync_into_a_new_repository_asks_nothing_it_knows(
+    registry: RunningRegistry, source: tuple[str, dict[str, BuiltImage]]
+) -> None:
+    repo, tagged = source
+    blobs = {d for img in tagged.values() for d in img.blobs}
+    # A new repository: one tag listing (NAME_UNKNOWN) instead of a HEAD per manifest and blob.
+    hooks, sent = counting_hooks()
+    report = _sync(registry, repo, "fresh", hooks)
+    assert report.ok
+    assert len(report.copied) == TAGS
+    assert [p for m, p in sent if m == "GET" and p.endswith("/tags/list")] == [
+        "/v2/fresh/src/tags/list"
+    ]
+    assert [(m, p) for m, p in sent if m == "HEAD"] == []
+    assert sum(1 for m, _ in sent if m == "POST") == len(blobs)  # each blob uploaded once
+    for image in report.images:
+        assert image.digest == str(tagged[image.source.rsplit(":", 1)[1]].digest)
+
+    # Again, now that it holds every tag: each manifest is checked (HEAD) and nothing moves.
+    hooks, sent = counting_hooks()
+    again = _sync(registry, repo, "fresh", hooks)
+    assert again.ok
+    assert len(again.copied) == 0
+    assert len(again.images) == TAGS
+    assert sum(1 for m, p in sent if m == "HEAD" and "/manifests/" in p) == TAGS
+    assert [m for m, _ in sent if m in ("POST", "PUT", "PATCH")] == []
+
+    # A repository holding one of the images: blobs are asked for (HEAD) as without a run,
+    # and those it holds are not sent again.
+    one_tag, one_image = next(iter(tagged.items()))
+    copy_image(
+        f"docker://{repo}:{one_tag}",
+        f"docker://{registry.host}/partial/src:{one_tag}",
+        CopyOptions(
+            source_options=TransportOptions(tls_verify=False),
+            destination_options=TransportOptions(tls_verify=False),
+        ),
+    )
+    hooks, sent = counting_hooks()
+    report = _sync(registry, repo, "partial", hooks)
+    assert report.ok
+    assert len(report.copied) == TAGS - 1
+    assert any(m == "HEAD" and "/blobs/" in p for m, p in sent)
+    assert sum(1 for m, _ in sent if m == "POST") == len(blobs - set(one_image.blobs))

@@ -72,6 +72,17 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+
+class _Unknown:
+    """What a failed first look at a repository learnt: nothing."""
+
+    def __repr__(self) -> str:
+        return "UNKNOWN"
+
+
+UNKNOWN = _Unknown()
+_NOT_YET = _Unknown()
+
 DOCKER_HUB_DOMAIN = "docker.io"
 DOCKER_HUB_ENDPOINT = "registry-1.docker.io"
 _DOCKER_HUB_INDEX = "index.docker.io"
@@ -186,6 +197,11 @@ class RegistryClient:
         # share it skip their HEAD (a registry that lost it fails the manifest PUT instead).
         # Shared by every view of a pooled client; dict reads and writes are atomic.
         self._present: dict[tuple[str, Digest], int] = {}
+        #: A view of a run's pooled client (see :mod:`._pool`): one of many images of a run.
+        self.shared = False
+        # repository -> its tags when first listed (None: it did not exist); see _first_look.
+        self._first_looks: dict[str, frozenset[str] | _Unknown | None] = {}
+        self._first_look_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"<RegistryClient {self.host}>"
@@ -471,6 +487,48 @@ class RegistryClient:
             self._present[(repository, digest)] = int(length)
             return int(length)
         return -1
+
+    def surely_absent_blob(self, repository: str, digest: Digest) -> bool:
+        """Whether a run's pooled client knows, without asking, that the repository lacks
+        the blob: the repository did not exist when the run first looked, and the run has not
+        put the blob there since. Always ``False`` outside a run (asking costs one ``HEAD``;
+        looking costs a tag listing, worth it only for the many images of a run)."""
+        if (repository, digest) in self._present:
+            return False
+        return self.surely_new_repository(repository)
+
+    def surely_new_repository(self, repository: str) -> bool:
+        """Whether a run's pooled client found, at its first look, that the registry had no
+        such repository. ``False`` outside a run."""
+        return self.shared and self._first_look(repository) is None
+
+    def surely_untagged(self, repository: str, tag: str) -> bool:
+        """Whether a run's pooled client knows, without asking, that ``tag`` is not in the
+        repository: it was not there when the run first listed the tags (a tag another client
+        adds meanwhile is then overwritten, as it would be a moment later). ``False`` outside
+        a run."""
+        if not self.shared:
+            return False
+        tags = self._first_look(repository)
+        return tags is None or (isinstance(tags, frozenset) and tag not in tags)
+
+    def _first_look(self, repository: str) -> frozenset[str] | _Unknown | None:
+        """The repository's tags when this (pooled) client first listed them, ``None`` when
+        the registry said there is no such repository, ``UNKNOWN`` when listing failed."""
+        with self._first_look_lock:  # one listing, however many images start at once
+            found = self._first_looks.get(repository, _NOT_YET)
+            if found is not _NOT_YET:
+                return found
+            result: frozenset[str] | _Unknown | None
+            try:
+                result = frozenset(self.tags(repository))
+            except RepositoryNotFoundError as e:
+                result = None if "NAME_UNKNOWN" in e.codes else UNKNOWN
+            except ImageError as e:  # no right to list, say: ask blob by blob as before
+                log.debug("listing %s/%s to skip checks failed: %s", self.host, repository, e)
+                result = UNKNOWN
+            self._first_looks[repository] = result
+            return result
 
     def open_blob(self, repository: str, digest: Digest, offset: int = 0) -> httpx.Response:
         """A streamed GET of the blob (from ``offset``; a 200 means the range was ignored)."""

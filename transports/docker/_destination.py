@@ -144,7 +144,14 @@ class DockerImageDestination(ImageDestination):
             self.add_mount_source(reference)
 
     def has_manifest(self, digest: Digest) -> bool:
-        """Whether the reference already points at the manifest ``digest`` (one HEAD)."""
+        """Whether the reference already points at the manifest ``digest`` (one HEAD, none
+        for a tag a run's first look found absent)."""
+        ref = self._reference
+        if ref.digest is None and ref.tag is not None:
+            if self._client.surely_untagged(ref.repository, ref.tag):
+                return False
+        elif self._client.surely_new_repository(ref.repository):
+            return False  # by digest, into a repository that did not exist
         try:
             info = self._client.head_manifest(
                 self._reference.repository, self._reference.tag_or_digest
@@ -157,7 +164,10 @@ class DockerImageDestination(ImageDestination):
         if info.digest is None:
             return None
         repo = self._reference.repository
-        size = self._client.blob_size(repo, info.digest)
+        if self._client.surely_absent_blob(repo, info.digest):
+            size = None  # a new repository of this run: nothing to ask (mounts still tried)
+        else:
+            size = self._client.blob_size(repo, info.digest)
         if size is not None:
             return _descriptor(info, info.digest, size)
         for source in self.mount_sources:

@@ -100,6 +100,7 @@ class _ClientView(RegistryClient):
         # same objects, so tokens fetched through one view serve the others).
         vars(self).update(vars(shared))
         self.options = options
+        self.shared = True
         self._shared = shared
 
     def __repr__(self) -> str:
