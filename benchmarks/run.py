@@ -232,6 +232,9 @@ def _attempt(row: Row, result: Result, index: int, *, record: bool) -> None:
     finally:
         if job is not None:
             job.cleanup()
+        # Write back what this run (and its cleanup) left dirty before the next run starts:
+        # otherwise the kernel's writeback of one tool's 512 MiB lands in the other's run.
+        os.sync()
 
 
 # -- the matrix --------------------------------------------------------------------------------
