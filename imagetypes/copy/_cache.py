@@ -120,6 +120,7 @@ _schema_lock = threading.Lock()
 # Files this process has set up, by _file_id: the schema is made once per file, not per copy.
 _schema_made: set[tuple[int, int, int]] = set()
 _per_thread = threading.local()
+_getpid = os.getpid  # bound now: __del__ may run while the interpreter shuts down
 
 
 def _file_id(path: Path) -> tuple[int, int, int] | None:
@@ -135,21 +136,45 @@ def _file_id(path: Path) -> tuple[int, int, int] | None:
     return st.st_dev, st.st_ino, st.st_ctime_ns
 
 
+class _Kept:
+    """A thread's open connection to one file, closed when the thread's storage goes.
+
+    Closed explicitly (Python 3.13 warns about connections left to the garbage collector),
+    but never in a forked child: a connection must not cross a fork, so a child opens its own
+    and leaves the parent's alone.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, ident: tuple[int, int, int]) -> None:
+        self.conn = conn
+        self.ident = ident
+        self.pid = _getpid()
+
+    def close(self) -> None:
+        if self.pid == _getpid():
+            self.conn.close()
+
+    __del__ = close
+
+
+def _kept() -> dict[str, _Kept]:
+    kept: dict[str, _Kept] = _per_thread.__dict__.setdefault("kept", {})
+    return kept
+
+
 def _connection(path: Path) -> sqlite3.Connection:
-    """This thread's connection to ``path``, (re)opened when the file is new or was replaced."""
+    """This thread's connection to ``path``, (re)opened when the file is new or was replaced
+    (or when this process is a fork of the one that opened it)."""
     # sqlite3 is imported by the first operation, so a program that never uses it skips it.
     import sqlite3
 
-    conns: dict[str, tuple[sqlite3.Connection, tuple[int, int, int]]] = (
-        _per_thread.__dict__.setdefault("conns", {})
-    )
+    kept = _kept()
     key = str(path)
-    cached = conns.get(key)
+    cached = kept.get(key)
     if cached is not None:
-        if _file_id(path) == cached[1]:
-            return cached[0]
-        conns.pop(key)
-        cached[0].close()
+        if cached.pid == os.getpid() and _file_id(path) == cached.ident:
+            return cached.conn
+        del kept[key]
+        cached.close()
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=True)
     try:
@@ -173,18 +198,17 @@ def _connection(path: Path) -> sqlite3.Connection:
     except BaseException:
         conn.close()
         raise
-    conns[key] = (conn, ident)
+    kept[key] = _Kept(conn, ident)
     return conn
 
 
 def _drop_connection(path: Path) -> None:
     """Forget this thread's connection after a failure; the next one sets the schema up again."""
-    conns = _per_thread.__dict__.get("conns", {})
-    cached = conns.pop(str(path), None)
+    cached = _kept().pop(str(path), None)
     if cached is not None:
-        cached[0].close()
+        cached.close()
         with _schema_lock:
-            _schema_made.discard(cached[1])
+            _schema_made.discard(cached.ident)
 
 
 class BlobInfoCache:

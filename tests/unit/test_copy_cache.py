@@ -223,3 +223,41 @@ def test_cache_spares_compressing_a_layer_again(tmp_path: Path, store: MemorySto
 def test_bad_cache_setting_is_refused() -> None:
     with pytest.raises(ValueError, match="blob_info_cache"):
         CopyOptions(blob_info_cache=42)  # type: ignore[arg-type]
+
+
+def _forked_writer(path: str) -> None:
+    cache = BlobInfoCache(path)
+    cache.record_locations([(D2, BlobLocation("docker", "r/child", "docker://r/child:1"))])
+    assert [loc.scope for loc in cache.locations(D2)] == ["r/child"]
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="fork start method")
+def test_a_forked_child_opens_its_own_connection(tmp_path: Path) -> None:
+    # The parent's thread keeps a connection; a forked child must not use it (SQLite
+    # connections must not cross a fork) nor close it for the parent.
+    path = tmp_path / "c.sqlite"
+    cache = BlobInfoCache(path)
+    cache.record_locations([(D1, BlobLocation("docker", "r/parent", "docker://r/parent:1"))])
+    child = multiprocessing.get_context("fork").Process(target=_forked_writer, args=(str(path),))
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0
+    assert [loc.scope for loc in cache.locations(D2)] == ["r/child"]  # parent's still works
+    cache.record_locations([(D2, BlobLocation("docker", "r/parent", "docker://r/parent:2"))])
+    assert {loc.scope for loc in cache.locations(D2)} == {"r/child", "r/parent"}
+
+
+def test_a_thread_closes_its_connection_when_it_ends(tmp_path: Path) -> None:
+    import gc
+    import threading
+
+    path = tmp_path / "c.sqlite"
+    cache = BlobInfoCache(path)
+    t = threading.Thread(target=cache.record_uncompressed, args=([(D1, D2, "gzip")],))
+    t.start()
+    t.join(60)
+    gc.collect()
+    # The thread's connection was the only one: closing it checkpointed the WAL into the
+    # file and removed it (a connection left open would keep "-wal" there).
+    assert not Path(f"{path}-wal").exists()
+    assert cache.uncompressed_digest(D1) == D2
