@@ -7,6 +7,7 @@ stopped (and its storage removed) by :meth:`Registry.stop`.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import shutil
 import socket
@@ -19,10 +20,31 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-__all__ = ["REGISTRY_BIN", "Registry", "free_port"]
+__all__ = ["REGISTRY_BIN", "Registry", "free_port", "live_registry_cpu"]
 
 REGISTRY_BIN = shutil.which("docker-registry")
 _used_ports: set[int] = set()
+_live: set[Registry] = set()
+
+
+def live_registry_cpu() -> float | None:
+    """CPU seconds (user + system) the running registries have used so far; None if none run.
+
+    Read before and after a measured command, it tells what the registries spent serving it:
+    on two cores their work competes with the client's.
+    """
+    if not _live:
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for registry in list(_live):
+        try:
+            with open(f"/proc/{registry.process.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return total / tick
 
 
 def free_port() -> int:
@@ -75,6 +97,7 @@ class Registry:
         except BaseException:
             self.stop()
             raise
+        _live.add(self)
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + 20
@@ -125,6 +148,7 @@ class Registry:
 
     def stop(self) -> None:
         """Stop the process and delete its storage."""
+        _live.discard(self)
         if self.process.poll() is None:
             self.process.terminate()
             try:

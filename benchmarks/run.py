@@ -56,7 +56,7 @@ from bench_fixtures import (
     sync_fixture,
 )
 from bench_floor import Floor, measure_floor
-from bench_registry import REGISTRY_BIN, Registry
+from bench_registry import REGISTRY_BIN, Registry, live_registry_cpu
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -70,6 +70,8 @@ WALL_VS_FLOOR = 1.5
 RSS_LIMIT_MIB = 100
 
 GROUPS = ("local", "push", "pull", "registry", "recompress", "sync", "curve")
+#: Groups whose rows talk to a registry: their tables show what the registries spent.
+_SERVED_GROUPS = frozenset({"push", "pull", "registry", "sync"})
 
 FULL_FIXTURES = (Fixture.uniform("4x64MiB", 4, 64 * MiB), Fixture.uniform("1x512MiB", 1, 512 * MiB))
 QUICK_FIXTURES = (
@@ -90,6 +92,8 @@ class Sample:
     wall: float
     cpu: float
     max_rss_kib: int
+    #: CPU seconds the registries spent meanwhile (None for rows without a registry).
+    server_cpu: float | None = None
 
 
 @dataclass
@@ -100,6 +104,13 @@ class Result:
 
     def median(self, attr: str) -> float:
         return float(statistics.median(getattr(s, attr) for s in self.samples))
+
+    def server_cpu(self) -> float | None:
+        """The median of the registries' CPU time, when every run measured it."""
+        values = [s.server_cpu for s in self.samples]
+        if not values or any(v is None for v in values):
+            return None
+        return float(statistics.median(v for v in values if v is not None))
 
     @property
     def ok(self) -> bool:
@@ -138,14 +149,19 @@ def measure(argv: Sequence[str]) -> Sample:
     with tempfile.TemporaryFile() as err, tempfile.TemporaryDirectory() as tmp:
         result = Path(tmp) / "usage"
         launcher = [sys.executable, "-S", "-c", _LAUNCHER, str(result), *argv]
+        servers_before = live_registry_cpu()
         done = subprocess.run(launcher, stdin=subprocess.DEVNULL, stdout=err, stderr=err)
+        servers_after = live_registry_cpu()
         if done.returncode != 0:
             err.seek(0)
             output = err.read().decode(errors="replace").strip()
             raise CommandFailed(f"{' '.join(argv)} failed ({done.returncode}):\n{output[-3000:]}")
         wall, cpu, maxrss = result.read_text().split()
+    server_cpu = None
+    if servers_before is not None and servers_after is not None:
+        server_cpu = servers_after - servers_before
     # ru_maxrss is in KiB on Linux.
-    return Sample(float(wall), float(cpu), int(maxrss))
+    return Sample(float(wall), float(cpu), int(maxrss), server_cpu)
 
 
 @dataclass
@@ -865,19 +881,22 @@ def render(
         if r.note:
             lines += [f"_{r.note}._", ""]
         lines += [
-            "| Tool | Wall (s) | MiB/s | CPU (s) | Peak RSS (MiB) | Runs (wall, s) |",
-            "|---|---:|---:|---:|---:|---|",
+            "| Tool | Wall (s) | MiB/s | CPU (s) | Registries' CPU (s) | Peak RSS (MiB) | "
+            "Runs (wall, s) |",
+            "|---|---:|---:|---:|---:|---:|---|",
         ]
         for res in r.results:
             if not res.ok:
-                lines.append(f"| {res.tool} | failed: {res.error} | | | | |")
+                lines.append(f"| {res.tool} | failed: {res.error} | | | | | |")
                 continue
             wall = res.median("wall")
             rate = f"{r.nbytes / MiB / wall:.0f}" if r.nbytes else "-"
             runs_text = ", ".join(f"{s.wall:.2f}" for s in res.samples)
+            served = res.server_cpu() if r.group in _SERVED_GROUPS else None
+            served_text = f"{served:.2f}" if served is not None else "-"
             lines.append(
                 f"| {res.tool} | {wall:.2f} | {rate} | {res.median('cpu'):.2f} | "
-                f"{res.median('max_rss_kib') / 1024:.0f} | {runs_text} |"
+                f"{served_text} | {res.median('max_rss_kib') / 1024:.0f} | {runs_text} |"
             )
         lines.append("")
 
