@@ -124,7 +124,7 @@ def _hard_link(source: IO[bytes], st: os.stat_result, tmp: Path) -> bool:
     name that was replaced meanwhile is never linked.
     """
     name = getattr(source, "name", None)
-    if not isinstance(name, str) or not os.path.isabs(name):
+    if not isinstance(name, str):  # a relative name may be stale: the inode check tells
         return False
     link = tmp.with_name(f"{tmp.name}.link-{secrets.token_hex(4)}")
     try:

@@ -148,3 +148,22 @@ def test_a_source_changed_while_linked_is_refused(source: IO[bytes], tmp_path: P
             store_blob(stream, fd, tmp, options)
     finally:
         os.close(fd)
+
+
+def test_a_relative_name_is_linked_only_while_it_names_the_open_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "blob").write_bytes(DATA)
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "blob").write_bytes(DATA[::-1])  # same name, other content
+    monkeypatch.chdir(tmp_path / "a")
+    with open("blob", "rb") as f:
+        placed, tmp = _store(f, tmp_path / "one", "hardlink")
+    assert placed == "hardlink"
+    assert os.stat(tmp).st_ino == os.stat(tmp_path / "a" / "blob").st_ino
+    with open("blob", "rb") as f:
+        monkeypatch.chdir(tmp_path / "b")  # "blob" now names another file
+        placed, tmp = _store(f, tmp_path / "two", "hardlink")
+    assert placed in ("reflink", "written")  # not linked to b/blob
+    assert tmp.read_bytes() == DATA
