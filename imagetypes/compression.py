@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import collections
 import enum
+import functools
 import importlib
 import os
 import queue
@@ -181,42 +182,57 @@ def _import(name: str) -> ModuleType | None:
         return None
 
 
-_isal = _import("isal.isal_zlib")
-#: The fastest CRC-32 at hand (ISA-L's is several times zlib's; the value is the same).
-_crc32: Any = _isal.crc32 if _isal is not None else zlib.crc32
-_zstd = _import("compression.zstd") or _import("backports.zstd")
+# The optional backends are looked for on first use, not at import: a copy that (de)compresses
+# nothing (most registry copies, every sync of unchanged layers) never loads them.
+@functools.cache
+def _isal() -> Any:
+    return _import("isal.isal_zlib")
+
+
+@functools.cache
+def _zstd() -> Any:
+    return _import("compression.zstd") or _import("backports.zstd")
+
+
+@functools.cache
+def _crc32() -> Any:
+    """The fastest CRC-32 at hand (ISA-L's is several times zlib's; the value is the same)."""
+    isal = _isal()
+    return isal.crc32 if isal is not None else zlib.crc32
 
 
 def gzip_backend() -> GzipBackend:
     """The gzip implementation used by default: ``"isal"`` when installed, else ``"zlib"``."""
-    return "isal" if _isal is not None else "zlib"
+    return "isal" if _isal() is not None else "zlib"
 
 
 def zstd_available() -> bool:
     """Whether zstd (de)compression is possible here."""
-    return _zstd is not None
+    return _zstd() is not None
 
 
 def _gzip_module(backend: GzipBackend | None) -> Any:
     backend = backend or gzip_backend()
     if backend == "isal":
-        if _isal is None:
+        isal = _isal()
+        if isal is None:
             raise UnsupportedError(
                 "the isal gzip backend is not installed (pip install imagetypes[fast])"
             )
-        return _isal
+        return isal
     if backend != "zlib":
         raise UnsupportedError(f"unknown gzip backend {backend!r} (known: isal, zlib)")
     return zlib
 
 
 def _zstd_module() -> Any:
-    if _zstd is None:
+    zstd = _zstd()
+    if zstd is None:
         raise UnsupportedError(
             "zstd compression needs Python 3.14 or the backports.zstd package "
             "(pip install imagetypes[zstd])"
         )
-    return _zstd
+    return zstd
 
 
 def _isal_level(level: int) -> int:
@@ -524,7 +540,7 @@ class _GzipBlocks(CompressionReader):
         block = self._read_block()
         if not block:
             return False
-        self._crc = _crc32(block, self._crc)
+        self._crc = _crc32()(block, self._crc)
         self._isize += len(block)
         window, self._window = self._window, block[-_DEFLATE_WINDOW:]
         if self._wants_pool() and _take_slot():
@@ -594,7 +610,7 @@ def _deflate_block(
     module: Any, level: int, block: bytes, window: bytes, cache: dict[Any, Any]
 ) -> bytes:
     """``block`` as raw deflate primed with ``window``, sync-flushed (byte-aligned, open)."""
-    blocks = getattr(module, "_ParallelCompress", None) if module is _isal else None
+    blocks = getattr(module, "_ParallelCompress", None) if module is _isal() else None
     if blocks is not None:
         # ISA-L's block compressor (what isal.igzip_threaded uses): one call compresses with a
         # dictionary and sync-flushes into a preallocated buffer, outside the GIL; twice as fast
