@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -164,6 +163,8 @@ def read_sigstore_key(value: bytes | str | os.PathLike[str]) -> bytes:
 
 def check_gpg_key(key_id: str, home: str | os.PathLike[str] | None) -> None:
     """Fail early, before any blob moves, when gpg or the secret key is missing."""
+    import subprocess  # here: only signing runs a program
+
     from ..trust import GPGError
 
     gpg = shutil.which("gpg")

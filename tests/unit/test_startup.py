@@ -169,8 +169,9 @@ def test_a_local_copy_loads_no_cache_registry_or_signature_code(
     # ... without what it had no use for; the cache file was never opened.
     assert not modules & _NEVER_LOCAL
     assert not cache.parent.exists()
-    # Its layers are copied as they are: the optional compression backends stay unloaded.
-    assert not modules & {"isal.isal_zlib", "backports.zstd", "compression.zstd"}
+    # Its layers are copied as they are: the optional compression backends stay unloaded;
+    # no program is run (gpg, credential helpers), so neither is subprocess.
+    assert not modules & {"isal.isal_zlib", "backports.zstd", "compression.zstd", "subprocess"}
     if plugins._scan_folders() is not None:  # no zip or egg on sys.path here
         assert "importlib.metadata" not in modules
 

@@ -34,7 +34,6 @@ import json
 import logging
 import os
 import re
-import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
@@ -363,6 +362,8 @@ class _HelperMissing(CredentialHelperError):
 
 
 def _run_helper(name: str, action: str, stdin: bytes, secret: str = "") -> bytes:
+    import subprocess  # here: only a configured credential helper runs a program
+
     if not _HELPER_NAME.match(name):
         raise CredentialHelperError(f"invalid credential helper name {name!r}")
     program = _HELPER_PREFIX + name
