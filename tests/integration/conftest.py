@@ -10,6 +10,6 @@ for _path in (str(_HERE), str(_HERE.parent)):
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
-from registry_fixtures import registry  # noqa: E402
+from registry_fixtures import proxy, registry  # noqa: E402
 
-__all__ = ["registry"]
+__all__ = ["proxy", "registry"]

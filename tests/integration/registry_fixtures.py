@@ -629,3 +629,13 @@ def counting_hooks() -> tuple[dict[str, list[Callable[..., Any]]], list[tuple[st
 def environ_without_proxies() -> dict[str, str]:
     """The environment for peer tools, without proxy settings that would divert loopback."""
     return {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+
+
+@pytest.fixture
+def proxy(registry: RunningRegistry) -> Iterator[FaultProxy]:
+    """A :class:`FaultProxy` in front of the session registry, stopped after the test."""
+    p = FaultProxy(registry.host)
+    try:
+        yield p
+    finally:
+        p.stop()

@@ -7,7 +7,6 @@ import io
 import json
 import random
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import attrs
@@ -50,15 +49,6 @@ def stored(registry: RunningRegistry) -> tuple[str, object]:
         dest.put_manifest(img.manifest, img.media_type)
         dest.commit()
     return "faults/img", img
-
-
-@pytest.fixture
-def proxy(registry: RunningRegistry) -> Iterator[FaultProxy]:
-    p = FaultProxy(registry.host)
-    try:
-        yield p
-    finally:
-        p.stop()
 
 
 def via(proxy: FaultProxy, name: str) -> DockerReference:

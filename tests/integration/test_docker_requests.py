@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,15 +83,6 @@ def image(registry: RunningRegistry) -> tuple[str, BuiltImage]:
     img = make_image(91, (BIG, SMALL, BIG))
     push(registry.host, "requests/app:v1", img)
     return "requests/app:v1", img
-
-
-@pytest.fixture
-def proxy(registry: RunningRegistry) -> Iterator[FaultProxy]:
-    p = FaultProxy(registry.host)
-    try:
-        yield p
-    finally:
-        p.stop()
 
 
 def test_a_pull_sends_one_request_per_blob(
