@@ -77,11 +77,10 @@ class _Unknown:
     """What a failed first look at a repository learnt: nothing."""
 
     def __repr__(self) -> str:
-        return "UNKNOWN"
+        return "_UNKNOWN"
 
 
-UNKNOWN = _Unknown()
-_NOT_YET = _Unknown()
+_UNKNOWN = _Unknown()
 
 DOCKER_HUB_DOMAIN = "docker.io"
 DOCKER_HUB_ENDPOINT = "registry-1.docker.io"
@@ -514,19 +513,18 @@ class RegistryClient:
 
     def _first_look(self, repository: str) -> frozenset[str] | _Unknown | None:
         """The repository's tags when this (pooled) client first listed them, ``None`` when
-        the registry said there is no such repository, ``UNKNOWN`` when listing failed."""
+        the registry said there is no such repository, ``_UNKNOWN`` when listing failed."""
         with self._first_look_lock:  # one listing, however many images start at once
-            found = self._first_looks.get(repository, _NOT_YET)
-            if found is not _NOT_YET:
-                return found
+            if repository in self._first_looks:
+                return self._first_looks[repository]
             result: frozenset[str] | _Unknown | None
             try:
                 result = frozenset(self.tags(repository))
             except RepositoryNotFoundError as e:
-                result = None if "NAME_UNKNOWN" in e.codes else UNKNOWN
+                result = None if "NAME_UNKNOWN" in e.codes else _UNKNOWN
             except ImageError as e:  # no right to list, say: ask blob by blob as before
                 log.debug("listing %s/%s to skip checks failed: %s", self.host, repository, e)
-                result = UNKNOWN
+                result = _UNKNOWN
             self._first_looks[repository] = result
             return result
 
