@@ -149,8 +149,12 @@ class _Kept:
         self.ident = ident
         self.pid = _getpid()
 
+    def ours(self) -> bool:
+        """Whether this process opened it (not a parent this one was forked from)."""
+        return self.pid == _getpid()
+
     def close(self) -> None:
-        if self.pid == _getpid():
+        if self.ours():
             self.conn.close()
 
     __del__ = close
@@ -171,7 +175,7 @@ def _connection(path: Path) -> sqlite3.Connection:
     key = str(path)
     cached = kept.get(key)
     if cached is not None:
-        if cached.pid == os.getpid() and _file_id(path) == cached.ident:
+        if cached.ours() and _file_id(path) == cached.ident:
             return cached.conn
         del kept[key]
         cached.close()
