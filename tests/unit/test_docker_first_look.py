@@ -25,10 +25,12 @@ FAST = RetryPolicy(attempts=3, backoff=0.01, max_backoff=0.05)
 
 
 class Gate(httpx.BaseTransport):
-    """Records every request; answers tag listings with ``tags_status`` when it is set."""
+    """A registry's transport that records every request and answers tag listings with
+    ``tags_status`` when it is set."""
 
-    def __init__(self, inner: httpx.BaseTransport, tags_status: int | None = None) -> None:
-        self.inner = inner
+    def __init__(self, registry: InMemoryRegistry, tags_status: int | None = None) -> None:
+        self.registry = registry
+        self.inner = registry.transport()
         self.tags_status = tags_status
         self.seen: list[tuple[str, str]] = []
 
@@ -54,13 +56,7 @@ def _copy_two(tmp_path: Path, gate: Gate, *, shared_state: bool) -> InMemoryRegi
                 f"docker://registry.test/app:{tag}",
                 CopyOptions(destination_options=dest_options),
             )
-    return gate.inner.registry  # type: ignore[attr-defined,no-any-return]
-
-
-def _gate(registry: InMemoryRegistry, status: int | None = None) -> Gate:
-    inner = registry.transport()
-    inner.registry = registry  # type: ignore[attr-defined]
-    return Gate(inner, status)
+    return gate.registry
 
 
 def _check(registry: InMemoryRegistry) -> None:
@@ -71,14 +67,14 @@ def _check(registry: InMemoryRegistry) -> None:
 
 
 def test_a_new_repository_is_listed_once_and_nothing_is_asked(tmp_path: Path) -> None:
-    gate = _gate(InMemoryRegistry())
+    gate = Gate(InMemoryRegistry())
     _check(_copy_two(tmp_path, gate, shared_state=True))
     assert [p for m, p in gate.seen if p.endswith("/tags/list")] == ["/v2/app/tags/list"]
     assert gate.heads() == []
 
 
 def test_without_a_run_every_copy_asks(tmp_path: Path) -> None:
-    gate = _gate(InMemoryRegistry())
+    gate = Gate(InMemoryRegistry())
     _check(_copy_two(tmp_path, gate, shared_state=False))
     assert not [p for m, p in gate.seen if p.endswith("/tags/list")]
     blob_heads = [p for p in gate.heads() if "/blobs/" in p]
@@ -90,7 +86,7 @@ def test_without_a_run_every_copy_asks(tmp_path: Path) -> None:
 def test_a_failed_look_falls_back_to_asking(tmp_path: Path, status: int) -> None:
     # Denied, a 404 without NAME_UNKNOWN, a server error: nothing is assumed, each blob is
     # asked for as without a run, and the copies succeed.
-    gate = _gate(InMemoryRegistry(), status)
+    gate = Gate(InMemoryRegistry(), status)
     _check(_copy_two(tmp_path, gate, shared_state=True))
     listings = [p for m, p in gate.seen if p.endswith("/tags/list")]
     assert set(listings) == {"/v2/app/tags/list"}
