@@ -19,7 +19,15 @@ from imagebuilder import BuiltImage, make_image, write_oci_layout
 from registry_fixtures import RunningRegistry
 
 from imagetypes import TransportOptions
-from imagetypes.copy import CopyOptions, EventCollector, SyncError, SyncOptions, copy_image, sync
+from imagetypes.copy import (
+    CopyOptions,
+    EventCollector,
+    SyncError,
+    SyncOptions,
+    SyncReport,
+    copy_image,
+    sync,
+)
 from imagetypes.copy._progress import SigningManifest, StoringSignatures
 from imagetypes.trust import verify_simple
 
@@ -230,21 +238,25 @@ def test_sync_reports_signing_events_per_image(
     extra = {"docker.registries_d": str(conf)}
     options = TransportOptions(tls_verify=False, extra=extra)
     events = EventCollector()
-    report = sync(
-        f"{registry.host}/syncev/app",
-        f"{registry.host}/evsigned",
-        source_kind="docker",
-        destination_kind="docker",
-        options=SyncOptions(
-            copy_options=CopyOptions(
-                source_options=options,
-                destination_options=options,
-                sign_by=one.fingerprint,
-                gpg_home=one.home,
-                progress=events,
-            )
-        ),
-    )
+
+    def signed_sync(progress: EventCollector | None = None) -> SyncReport:
+        return sync(
+            f"{registry.host}/syncev/app",
+            f"{registry.host}/evsigned",
+            source_kind="docker",
+            destination_kind="docker",
+            options=SyncOptions(
+                copy_options=CopyOptions(
+                    source_options=options,
+                    destination_options=options,
+                    sign_by=one.fingerprint,
+                    gpg_home=one.home,
+                    progress=progress,
+                )
+            ),
+        )
+
+    report = signed_sync(events)
     assert report.ok
     assert len(report.copied) == 2
     signing = [e for e in events.events if isinstance(e, SigningManifest)]
@@ -257,20 +269,7 @@ def test_sync_reports_signing_events_per_image(
         (str(img.digest), 1, 1, False) for img in images.values()
     )
     # Syncing again signs (and so copies) again, as skopeo does: a signature is added.
-    again = sync(
-        f"{registry.host}/syncev/app",
-        f"{registry.host}/evsigned",
-        source_kind="docker",
-        destination_kind="docker",
-        options=SyncOptions(
-            copy_options=CopyOptions(
-                source_options=options,
-                destination_options=options,
-                sign_by=one.fingerprint,
-                gpg_home=one.home,
-            )
-        ),
-    )
+    again = signed_sync()
     assert len(again.copied) == 2
     assert not again.unchanged
     # The signature stored for each image is replaced by the new one (same key and identity).
