@@ -344,10 +344,11 @@ def _parse_file(text: str, origin: str, *, drop_in: bool) -> _File:
     return _File(tuple(unique[p] for p in sorted(unique)), search, helpers, mode, aliases)
 
 
-def _read(path: Path) -> str:
+def read_config_text(path: Path, limit: int = _MAX_SIZE) -> str:
+    """A configuration file's text: at most ``limit`` bytes of UTF-8 (OSError when unreadable)."""
     with path.open("rb") as f:
-        data = f.read(_MAX_SIZE + 1)
-    if len(data) > _MAX_SIZE:
+        data = f.read(limit + 1)
+    if len(data) > limit:
         raise RegistriesConfError(f"{path}: the file is too large")
     try:
         return data.decode("utf-8")
@@ -424,7 +425,7 @@ class RegistriesConf:
             dirs = [SYSTEM_REGISTRIES_CONF_D, home / _USER_CONF_D]
         texts: list[tuple[Path, str, bool]] = []  # path, text, is a drop-in
         try:
-            texts.append((main, _read(main), False))
+            texts.append((main, read_config_text(main), False))
         except FileNotFoundError as e:
             if explicit:
                 raise RegistriesConfError(f"cannot read {main}: {e.strerror}") from e
@@ -433,7 +434,7 @@ class RegistriesConf:
         for directory in dirs:
             for drop_in in _drop_ins(directory):
                 try:
-                    texts.append((drop_in, _read(drop_in), True))
+                    texts.append((drop_in, read_config_text(drop_in), True))
                 except OSError as e:
                     raise RegistriesConfError(f"cannot read {drop_in}: {e.strerror}") from e
         key = tuple((str(path), text, drop_in) for path, text, drop_in in texts)

@@ -22,6 +22,7 @@ from ..reference import Reference
 from ._errors import RegistriesConfError
 from ._parsed import ParsedCache
 from ._policy import policy_scope_namespaces
+from ._registries_conf import read_config_text
 from ._yaml import YAMLSubsetError, parse_yaml_mapping
 
 __all__ = ["LookasideConfig", "RegistriesD", "lookaside_signature_url"]
@@ -131,10 +132,8 @@ class RegistriesD:
         texts: list[tuple[Path, str]] = []
         for file in files:
             try:
-                with file.open("rb") as f:
-                    raw = f.read(_MAX_SIZE + 1)
-                texts.append((file, raw.decode("utf-8")))
-            except (OSError, UnicodeDecodeError) as e:
+                texts.append((file, read_config_text(file, _MAX_SIZE)))
+            except OSError as e:
                 raise RegistriesConfError(f"cannot read {file}: {e}") from e
         key = tuple((str(file), text) for file, text in texts)
         cached = _parsed.get(key)

@@ -310,6 +310,19 @@ def test_registries_d_load_merges_and_refuses_duplicates(tmp_path: Path) -> None
     assert RegistriesD.load(tmp_path / "missing").lookaside_for(Reference.parse("a.io/x:1")) is None
 
 
+def test_registries_d_refuses_a_file_too_large_or_not_utf8(tmp_path: Path) -> None:
+    # Read like registries.conf (bounded, UTF-8): a large file used to be cut at 1 MiB and
+    # parsed as far as it went.
+    big = tmp_path / "big.yaml"
+    big.write_text("docker:\n  a.io:\n    lookaside: https://a\n" + "#" * (1024 * 1024) + "\n")
+    with pytest.raises(RegistriesConfError, match="too large"):
+        RegistriesD.load(tmp_path)
+    big.unlink()
+    (tmp_path / "latin.yaml").write_bytes(b"docker:\n  a.io:\n    lookaside: https://\xe9\n")
+    with pytest.raises(RegistriesConfError, match="UTF-8"):
+        RegistriesD.load(tmp_path)
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
