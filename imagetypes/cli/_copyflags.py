@@ -59,7 +59,7 @@ def add_compression_flags(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--link-blobs",
-        choices=("never", "reflink", "hardlink"),
+        choices=("never", "reflink", "hardlink"),  # LINK_MODES: imagetypes.types is not loaded here
         default="reflink",
         help="between local layouts (oci:, dir:): clone blobs where the filesystem can "
         "(reflink, the default), hard-link them where both are on one filesystem (hardlink: "
@@ -111,7 +111,7 @@ def compression_options(args: argparse.Namespace) -> dict[str, Any]:
         "dest_compress_level": args.dest_compress_level,
         "preserve_digests": bool(args.preserve_digests),
         "blob_info_cache": cache,
-        "link_blobs": getattr(args, "link_blobs", "reflink"),
+        "link_blobs": args.link_blobs,
         "keep_unselected": getattr(args, "multi_arch_unselected", "strip") == "keep",
     }
 

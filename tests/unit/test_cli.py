@@ -358,3 +358,18 @@ def test_debug_logs_debug_messages(
     # Without --debug, debug messages stay hidden.
     assert main(["copy", "--format", "v2s2", f"oci:{layout}:single", f"dir:{tmp_path / 'p'}"]) == 0
     assert "DEBUG" not in capsys.readouterr().err
+
+
+def test_link_blobs_choices_are_the_library_modes() -> None:
+    # The parser spells the modes out (it must not load imagetypes.types): kept in step here.
+    import argparse
+
+    from imagetypes.cli._copyflags import add_compression_flags
+    from imagetypes.copy import CopyOptions
+    from imagetypes.types import LINK_MODES
+
+    parser = argparse.ArgumentParser()
+    add_compression_flags(parser)
+    action = next(a for a in parser._actions if a.dest == "link_blobs")
+    assert tuple(action.choices or ()) == LINK_MODES
+    assert action.default == CopyOptions().link_blobs
