@@ -12,6 +12,7 @@ file, and the copy engine asks only when the answer can save work (:func:`takes_
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import threading
@@ -116,103 +117,139 @@ def worth_recording(source: ImageReference, destination: ImageDestination) -> bo
     )
 
 
-_schema_lock = threading.Lock()
-# Files this process has set up, by _file_id: the schema is made once per file, not per copy.
-_schema_made: set[tuple[int, int, int]] = set()
-_per_thread = threading.local()
 _getpid = os.getpid  # bound now: __del__ may run while the interpreter shuts down
 
 
-def _file_id(path: Path) -> tuple[int, int, int] | None:
-    """Which file ``path`` is now: device, inode and change time.
+def _file_id(path: Path) -> tuple[int, int] | None:
+    """Which file ``path`` is now: its device and inode.
 
-    The change time tells a file deleted and made again under a reused inode number; it also
-    moves when a checkpoint writes the main file, which only costs one reconnection.
+    Enough to tell a file removed or replaced from the one a kept connection has open: while
+    the connection holds it open, its inode cannot be given to another file.
     """
     try:
         st = os.stat(path)
     except OSError:
         return None
-    return st.st_dev, st.st_ino, st.st_ctime_ns
+    return st.st_dev, st.st_ino
 
 
-class _Kept:
-    """A thread's open connection to one file, closed when the thread's storage goes.
+class _Shared:
+    """The process's open connection to one file, used by its threads one at a time.
 
-    Closed explicitly (Python 3.13 warns about connections left to the garbage collector),
-    but never in a forked child: a connection must not cross a fork, so a child opens its own
-    and leaves the parent's alone.
+    Closed when the file is replaced, after a failure and at exit (Python 3.13 warns about
+    connections left to the garbage collector), but never in a forked child: a connection
+    must not cross a fork, so a child opens its own and leaves the parent's alone.
     """
 
-    def __init__(self, conn: sqlite3.Connection, ident: tuple[int, int, int]) -> None:
+    def __init__(self, conn: sqlite3.Connection, ident: tuple[int, int]) -> None:
         self.conn = conn
         self.ident = ident
         self.pid = _getpid()
+        #: Held for each operation: one statement or transaction at a time on a connection.
+        self.lock = threading.Lock()
+        self.closed = False
 
     def ours(self) -> bool:
         """Whether this process opened it (not a parent this one was forked from)."""
         return self.pid == _getpid()
 
     def close(self) -> None:
+        """Close it (the caller holds :attr:`lock`, or nobody else can)."""
+        self.closed = True
         if self.ours():
             self.conn.close()
 
     __del__ = close
 
 
-def _kept() -> dict[str, _Kept]:
-    kept: dict[str, _Kept] = _per_thread.__dict__.setdefault("kept", {})
-    return kept
+_shared: dict[str, _Shared] = {}
+_shared_lock = threading.Lock()
+# In a forked child: the parent's connections, held (not used, not closed) so that the garbage
+# collector does not close them under the parent.
+_inherited: list[_Shared] = []
 
 
-def _connection(path: Path) -> sqlite3.Connection:
-    """This thread's connection to ``path``, (re)opened when the file is new or was replaced
-    (or when this process is a fork of the one that opened it)."""
+def _forget_after_fork() -> None:
+    """In a forked child: the parent's connections and locks are not this process's."""
+    global _shared_lock
+    _shared_lock = threading.Lock()
+    _inherited.extend(_shared.values())
+    _shared.clear()
+
+
+def _close_all() -> None:
+    """At exit: close the connections (the last one out checkpoints the WAL into the file)."""
+    with _shared_lock:
+        entries = list(_shared.values())
+        _shared.clear()
+    for entry in entries:
+        if entry.lock.acquire(timeout=1.0):  # a daemon thread mid-operation keeps its own
+            entry.close()
+            entry.lock.release()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
+atexit.register(_close_all)
+
+
+def _open(path: Path) -> _Shared:
+    """A new connection to ``path``, the file made and set up when needed."""
     # sqlite3 is imported by the first operation, so a program that never uses it skips it.
     import sqlite3
 
-    kept = _kept()
-    key = str(path)
-    cached = kept.get(key)
-    if cached is not None:
-        if cached.ours() and _file_id(path) == cached.ident:
-            return cached.conn
-        del kept[key]
-        cached.close()
     path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=True)
+    conn = sqlite3.connect(
+        path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
+    )
     try:
         conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
         # A cache may lose its last writes in a power cut (never consistency): no fsync per
         # commit, only at checkpoints.
         conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA journal_mode = WAL")
+        for statement in _SCHEMA:
+            conn.execute(statement)
         ident = _file_id(path)
-        with _schema_lock:
-            ready = ident in _schema_made
-        if not ready:
-            conn.execute("PRAGMA journal_mode = WAL")
-            for statement in _SCHEMA:
-                conn.execute(statement)
-            ident = _file_id(path)  # created by connecting, when it was not there
-            with _schema_lock:
-                if ident is not None:
-                    _schema_made.add(ident)
         if ident is None:
             raise OSError(f"{path} disappeared while it was being opened")
     except BaseException:
         conn.close()
         raise
-    kept[key] = _Kept(conn, ident)
-    return conn
+    return _Shared(conn, ident)
 
 
-def _drop_connection(path: Path) -> None:
-    """Forget this thread's connection after a failure; the next one sets the schema up again."""
-    cached = _kept().pop(str(path), None)
-    if cached is not None:
-        cached.close()
-        with _schema_lock:
-            _schema_made.discard(cached.ident)
+def _entry(path: Path) -> _Shared:
+    """The process's connection to ``path``: opened once, again when the file was replaced."""
+    key = str(path)
+    stale: _Shared | None = None
+    try:
+        with _shared_lock:
+            entry = _shared.get(key)
+            # Looked at under the lock: a thread that saw no file yet must not retire the
+            # connection another thread has just made it with.
+            if entry is not None and entry.ident == _file_id(path) and not entry.closed:
+                return entry
+            stale = _shared.pop(key, None)
+            # Opened under the lock: the threads of a pool that arrive together open it once.
+            entry = _shared[key] = _open(path)
+            return entry
+    finally:
+        if stale is not None:  # outside the lock: a thread using it holds its lock
+            _retire(stale)
+
+
+def _retire(entry: _Shared) -> None:
+    with entry.lock:
+        entry.close()
+
+
+def _drop(path: Path, entry: _Shared) -> None:
+    """Forget a connection after a failure (the caller holds its lock); the next one starts
+    afresh."""
+    with _shared_lock:
+        if _shared.get(str(path)) is entry:
+            del _shared[str(path)]
+    entry.close()
 
 
 class BlobInfoCache:
@@ -231,18 +268,27 @@ class BlobInfoCache:
     # -- connections -------------------------------------------------------------------------
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        """This thread's open connection to the file (opened, and the schema made, once).
+        """The process's connection to the file, for this thread's turn.
 
-        A connection is never shared between threads, and is kept for the thread's next
-        operation on the same file as long as the file is still the one it opened: connecting
-        and setting up cost more than most look-ups. A connection that failed is dropped.
+        One connection serves every thread of the process (one operation at a time), kept
+        for the process's life as long as the file is still the one it opened: connecting
+        and setting up cost more than most look-ups, and a connection per thread made a sync
+        (a thread pool per image) open and checkpoint the file over and over. A connection
+        that failed is dropped.
         """
-        conn = _connection(self.path)
+        while True:
+            entry = _entry(self.path)
+            entry.lock.acquire()
+            if not entry.closed:
+                break
+            entry.lock.release()  # retired between the look-up and our turn: look again
         try:
-            yield conn
+            yield entry.conn
         except BaseException:
-            _drop_connection(self.path)
+            _drop(self.path, entry)
             raise
+        finally:
+            entry.lock.release()
 
     def _warn(self, what: str, error: BaseException) -> None:
         log.warning("blob-info cache %s: %s failed: %s", self.path, what, error)

@@ -6,9 +6,11 @@ import json
 import logging
 import multiprocessing
 import sqlite3
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -126,7 +128,7 @@ def _remove_cache_file(path: Path) -> None:
 def test_a_cache_file_removed_or_replaced_is_opened_again(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # Connections are kept per thread between operations; they must follow the file on disk.
+    # A connection is kept between operations; it must follow the file on disk.
     path = tmp_path / "sub" / "c.sqlite"
     cache = BlobInfoCache(path)
     loc = BlobLocation("docker", "r.example/a", "docker://r.example/a:1")
@@ -153,7 +155,7 @@ def test_cache_commits_without_fsync_in_wal_mode(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / "c.sqlite") as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     assert cache.uncompressed_digest(D1) == D2
-    with cache._connect() as mine:  # this thread's kept connection: NORMAL (1), not FULL (2)
+    with cache._connect() as mine:  # the process's kept connection: NORMAL (1), not FULL (2)
         assert mine.execute("PRAGMA synchronous").fetchone() == (1,)
 
 
@@ -233,7 +235,7 @@ def _forked_writer(path: str) -> None:
 
 @pytest.mark.skipif(sys.platform != "linux", reason="fork start method")
 def test_a_forked_child_opens_its_own_connection(tmp_path: Path) -> None:
-    # The parent's thread keeps a connection; a forked child must not use it (SQLite
+    # The parent keeps a connection; a forked child must not use it (SQLite
     # connections must not cross a fork) nor close it for the parent.
     path = tmp_path / "c.sqlite"
     cache = BlobInfoCache(path)
@@ -247,17 +249,51 @@ def test_a_forked_child_opens_its_own_connection(tmp_path: Path) -> None:
     assert {loc.scope for loc in cache.locations(D2)} == {"r/child", "r/parent"}
 
 
-def test_a_thread_closes_its_connection_when_it_ends(tmp_path: Path) -> None:
-    import gc
+def test_the_threads_of_a_process_share_one_connection(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A connection per thread made a sync (a thread pool per image) connect, set up and
+    # checkpoint the file again for every pool's threads; one is opened per process and file.
     import threading
 
+    opened: list[str] = []
+    real_connect = sqlite3.connect
+
+    def counting_connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        opened.append(str(args[0]))
+        return real_connect(*args, **kwargs)
+
+    monkeypatch.setattr(sqlite3, "connect", counting_connect)
     path = tmp_path / "c.sqlite"
     cache = BlobInfoCache(path)
-    t = threading.Thread(target=cache.record_uncompressed, args=([(D1, D2, "gzip")],))
-    t.start()
-    t.join(60)
-    gc.collect()
-    # The thread's connection was the only one: closing it checkpointed the WAL into the
-    # file and removed it (a connection left open would keep "-wal" there).
-    assert not Path(f"{path}-wal").exists()
+    for _ in range(3):  # three pools of six threads, one after the other
+        pool = [
+            threading.Thread(target=cache.record_uncompressed, args=([(D1, D2, "gzip")],))
+            for _ in range(6)
+        ]
+        for t in pool:
+            t.start()
+        for t in pool:
+            t.join(60)
     assert cache.uncompressed_digest(D1) == D2
+    assert BlobInfoCache(path).locations(D1) == []  # another cache object, the same file
+    assert opened == [str(path)]
+
+
+def test_the_connection_is_closed_at_exit(tmp_path: Path) -> None:
+    path = tmp_path / "c.sqlite"
+    program = (
+        "import sys, threading\n"
+        "from imagetypes.copy import BlobInfoCache\n"
+        "from imagetypes.digest import Digest\n"
+        "cache = BlobInfoCache(sys.argv[1])\n"
+        "pairs = [(Digest.from_bytes(b'one'), Digest.from_bytes(b'two'), 'gzip')]\n"
+        "t = threading.Thread(target=cache.record_uncompressed, args=(pairs,))\n"
+        "t.start(); t.join()\n"
+        "import os; assert os.path.exists(sys.argv[1] + '-wal')  # open: WAL in use\n"
+    )
+    subprocess.run([sys.executable, "-c", program, str(path)], check=True, timeout=60)
+    # The process's only connection was closed at exit: that checkpointed the WAL into the
+    # file and removed it (a connection left open would have kept "-wal" there).
+    assert not Path(f"{path}-wal").exists()
+    assert BlobInfoCache(path).uncompressed_digest(D1) == D2
