@@ -213,3 +213,43 @@ def test_registries_d_is_parsed_once_per_content(tmp_path: Path) -> None:
     changed = load_registries_d(options)
     assert changed is not first
     assert changed != first
+
+
+def test_a_run_reads_its_configuration_files_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A sync opens a source and a destination per image; each used to read registries.conf
+    # and registries.d again. With a run's shared state they are read once per run.
+    from imagetypes.trust import _registries_conf
+    from imagetypes_transports.docker._mirrors import load_registries_conf
+
+    conf = tmp_path / "registries.conf"
+    conf.write_text('[[registry]]\nlocation = "a.example"\ninsecure = true\n')
+    lookaside = tmp_path / "registries.d"
+    lookaside.mkdir()
+    (lookaside / "a.yaml").write_text("docker:\n  a.example:\n    lookaside: file:///one\n")
+    read: list[str] = []
+    real_read = _registries_conf.read_config_text
+
+    def counting_read(path: Path, *args: int) -> str:
+        if path.parent.parent == tmp_path or path.parent == tmp_path:  # not the system's files
+            read.append(path.name)
+        return real_read(path, *args)
+
+    monkeypatch.setattr(_registries_conf, "read_config_text", counting_read)
+    monkeypatch.setattr("imagetypes.trust._registries_d.read_config_text", counting_read)
+    extra = {"docker.registries_conf": str(conf), "docker.registries_d": str(lookaside)}
+
+    with SharedState() as state:
+        options = TransportOptions(extra={**extra, SHARED_STATE_OPTION: state})
+        for _ in range(3):
+            assert load_registries_conf(options).find_registry("a.example") is not None
+            assert load_registries_d(options) is load_registries_d(options)
+    assert sorted(read) == ["a.yaml", "registries.conf"]
+
+    read.clear()
+    alone = TransportOptions(extra=extra)  # no run: every call looks at the files again
+    for _ in range(3):
+        load_registries_conf(alone)
+        load_registries_d(alone)
+    assert sorted(read) == ["a.yaml"] * 3 + ["registries.conf"] * 3

@@ -20,7 +20,7 @@ from imagetypes.trust import BlockedRegistryError, PullSource, RegistriesConf
 from imagetypes.types import TransportOptions
 
 from ._client import RegistryClient
-from ._pool import registry_client
+from ._pool import registry_client, run_memo
 
 if TYPE_CHECKING:
     from ._reference import DockerReference
@@ -46,10 +46,12 @@ def load_registries_conf(options: TransportOptions) -> RegistriesConf:
     value = options.extra.get(REGISTRIES_CONF_OPTION)
     if isinstance(value, RegistriesConf):
         return value
-    if value is None:
-        return RegistriesConf.load()
-    if isinstance(value, (str, os.PathLike)):
-        return RegistriesConf.load(value)
+    if value is None or isinstance(value, (str, os.PathLike)):
+        # A run (a sync) reads the files once, not for every image it opens.
+        path = value
+        return run_memo(
+            options, f"{REGISTRIES_CONF_OPTION}:{value}", lambda: RegistriesConf.load(path)
+        )
     raise TypeError(
         f"{REGISTRIES_CONF_OPTION} must be a path or a RegistriesConf, not {type(value).__name__}"
     )

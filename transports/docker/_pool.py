@@ -29,6 +29,7 @@ __all__ = [
     "SHARED_STATE_OPTION",
     "RegistryClientPool",
     "registry_client",
+    "run_memo",
 ]
 
 #: The key the docker transport keeps its :class:`RegistryClientPool` under in that state.
@@ -115,8 +116,7 @@ class _ClientView(RegistryClient):
         """Nothing: the pool closes the shared client when the run ends."""
 
 
-def client_pool(options: TransportOptions) -> RegistryClientPool | None:
-    """The run's pool, when ``options`` carry a run's shared state."""
+def _run_state(options: TransportOptions) -> _SharedState | None:
     state: Any = options.extra.get(SHARED_STATE_OPTION)
     if state is None:
         return None
@@ -126,7 +126,23 @@ def client_pool(options: TransportOptions) -> RegistryClientPool | None:
             f"not {type(state).__name__}"
         )
     shared: _SharedState = state
-    return shared.get(CLIENT_POOL_KEY, RegistryClientPool)
+    return shared
+
+
+def client_pool(options: TransportOptions) -> RegistryClientPool | None:
+    """The run's pool, when ``options`` carry a run's shared state."""
+    state = _run_state(options)
+    return None if state is None else state.get(CLIENT_POOL_KEY, RegistryClientPool)
+
+
+def run_memo(options: TransportOptions, key: str, factory: Callable[[], _T]) -> _T:
+    """``factory()``, made once per run when ``options`` carry a run's shared state.
+
+    For what a run reads once, as skopeo reads it once per process: the registries.conf and
+    registries.d files (a sync opens every image's source and destination).
+    """
+    state = _run_state(options)
+    return factory() if state is None else state.get(key, factory)
 
 
 def registry_client(

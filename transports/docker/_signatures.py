@@ -43,6 +43,7 @@ from imagetypes.types import TransportOptions
 
 from ._client import RegistryClient, read_bounded
 from ._errors import RegistryConnectionError, RegistryError
+from ._pool import run_memo
 from ._tls import make_ssl_context
 
 __all__ = [
@@ -80,7 +81,9 @@ def load_registries_d(options: TransportOptions) -> RegistriesD:
     if isinstance(value, RegistriesD):
         return value
     if value is None or isinstance(value, (str, os.PathLike)):
-        return RegistriesD.load(value)
+        # A run (a sync) reads the files once, not for every image it opens.
+        path = value
+        return run_memo(options, f"{REGISTRIES_D_OPTION}:{value}", lambda: RegistriesD.load(path))
     raise TypeError(
         f"{REGISTRIES_D_OPTION} must be a path or a RegistriesD, not {type(value).__name__}"
     )
