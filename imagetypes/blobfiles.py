@@ -9,6 +9,10 @@ copy-on-write clone of the source (``FICLONE``: btrfs, XFS, bcachefs, ...), with
 a second name of the source's inode, and otherwise (or when the filesystem cannot) the bytes are
 written as before. Whichever way, the stream is read to its end: that is what verifies the
 digest, and what progress counts. Nothing here is transport-specific.
+
+It also reads small files with a bound (:func:`read_limited`, :func:`read_bounded`): manifests,
+index files, signatures and configuration files, which a hostile or broken file must not make
+take unbounded memory.
 """
 
 from __future__ import annotations
@@ -20,10 +24,10 @@ from pathlib import Path
 from typing import IO, Literal
 
 from .digest import CHUNK_SIZE, Readable, copy_to_fd
-from .errors import SourceChangedError
+from .errors import ManifestTooLargeError, SourceChangedError
 from .types import PutBlobOptions
 
-__all__ = ["Placed", "store_blob"]
+__all__ = ["Placed", "read_bounded", "read_limited", "store_blob"]
 
 #: How :func:`store_blob` placed a blob.
 Placed = Literal["written", "reflink", "hardlink"]
@@ -162,3 +166,26 @@ def _check_unchanged(source: IO[bytes], before: os.stat_result) -> None:
     after = os.fstat(source.fileno())
     if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
         raise SourceChangedError(f"{source.name!r} changed while it was being copied")
+
+
+def read_limited(path: str | os.PathLike[str], limit: int) -> bytes | None:
+    """The content of ``path`` if it holds at most ``limit`` bytes, else None.
+
+    Reads one byte past the limit rather than trusting ``fstat``, which a FIFO or a file growing
+    under us would get wrong. ``OSError`` (``FileNotFoundError`` included) passes through, for
+    the caller to word in its own error, as it words a file that is too large.
+    """
+    with open(path, "rb") as f:
+        data = f.read(limit + 1)
+    return data if len(data) <= limit else None
+
+
+def read_bounded(path: str | os.PathLike[str], limit: int) -> bytes:
+    """The content of ``path``; :class:`~imagetypes.ManifestTooLargeError` past ``limit`` bytes.
+
+    For a transport's manifests, index and signature files. ``OSError`` passes through.
+    """
+    data = read_limited(path, limit)
+    if data is None:
+        raise ManifestTooLargeError(f"{path} is larger than the {limit} byte limit")
+    return data

@@ -52,12 +52,13 @@ def _out(text: str) -> None:
 
 
 def _read_file(path: str, what: str) -> bytes:
+    from ..blobfiles import read_limited
+
     try:
-        with open(path, "rb") as f:
-            data = f.read(_MAX_FILE_SIZE + 1)
+        data = read_limited(path, _MAX_FILE_SIZE)
     except OSError as e:
         raise TrustCommandError(f"cannot read the {what} {path}: {e.strerror}") from e
-    if len(data) > _MAX_FILE_SIZE:
+    if data is None:
         raise TrustCommandError(f"the {what} {path} is too large")
     return data
 

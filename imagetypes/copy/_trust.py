@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from ..blobfiles import read_limited
 from ..digest import Digest
 from ..errors import DigestMismatchError, PlatformMismatchError, UnsupportedError
 from ..manifest import IndexManifest, Manifest, parse_manifest
@@ -152,11 +153,10 @@ def read_sigstore_key(value: bytes | str | os.PathLike[str]) -> bytes:
         return value
     path = Path(value)
     try:
-        with path.open("rb") as f:
-            data = f.read(_MAX_KEY_SIZE + 1)
+        data = read_limited(path, _MAX_KEY_SIZE)
     except OSError as e:
         raise UnsupportedError(f"cannot read the sigstore private key {path}: {e.strerror}") from e
-    if len(data) > _MAX_KEY_SIZE:
+    if data is None:
         raise UnsupportedError(f"{path} is too large to be a sigstore private key")
     return data
 

@@ -496,12 +496,17 @@ class Policy:
     def load(cls, path: str | os.PathLike[str] | None = None) -> Policy:
         """Read a policy file; by default the user's, else the system's (see
         :func:`default_policy_path`)."""
+        from ..blobfiles import read_limited
+
         file = Path(path) if path is not None else default_policy_path()
         try:
-            with file.open("rb") as f:
-                data = f.read(_MAX_POLICY_SIZE + 1)
+            data = read_limited(file, _MAX_POLICY_SIZE)
         except OSError as e:
             raise InvalidPolicyError(f"cannot read the policy {file}: {e.strerror}") from e
+        if data is None:
+            raise InvalidPolicyError(
+                f"invalid policy in {file}: larger than {_MAX_POLICY_SIZE} bytes"
+            )
         try:
             return cls.parse(data)
         except InvalidPolicyError as e:

@@ -346,9 +346,10 @@ def _parse_file(text: str, origin: str, *, drop_in: bool) -> _File:
 
 def read_config_text(path: Path, limit: int = _MAX_SIZE) -> str:
     """A configuration file's text: at most ``limit`` bytes of UTF-8 (OSError when unreadable)."""
-    with path.open("rb") as f:
-        data = f.read(limit + 1)
-    if len(data) > limit:
+    from ..blobfiles import read_limited
+
+    data = read_limited(path, limit)
+    if data is None:
         raise RegistriesConfError(f"{path}: the file is too large")
     try:
         return data.decode("utf-8")

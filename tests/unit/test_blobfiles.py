@@ -10,8 +10,14 @@ from typing import IO
 
 import pytest
 
-from imagetypes import DigestMismatchError, LinkMode, PutBlobOptions, SourceChangedError
-from imagetypes.blobfiles import store_blob
+from imagetypes import (
+    DigestMismatchError,
+    LinkMode,
+    ManifestTooLargeError,
+    PutBlobOptions,
+    SourceChangedError,
+)
+from imagetypes.blobfiles import read_bounded, read_limited, store_blob
 from imagetypes.digest import Digest, VerifyingReader
 
 DATA = os.urandom(3 * 1024 * 1024 + 5)
@@ -167,3 +173,43 @@ def test_a_relative_name_is_linked_only_while_it_names_the_open_file(
         placed, tmp = _store(f, tmp_path / "two", "hardlink")
     assert placed in ("reflink", "written")  # not linked to b/blob
     assert tmp.read_bytes() == DATA
+
+
+# -- bounded reads of small files ---------------------------------------------------------------
+
+
+def test_read_limited_takes_a_file_up_to_its_bound(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"x" * 100)
+    assert read_limited(path, 100) == b"x" * 100
+    assert read_limited(str(path), 99) is None
+    assert read_bounded(path, 100) == b"x" * 100
+    with pytest.raises(ManifestTooLargeError, match="larger than the 99 byte limit"):
+        read_bounded(path, 99)
+    with pytest.raises(FileNotFoundError):
+        read_limited(tmp_path / "missing", 10)
+
+
+def test_read_limited_stops_one_byte_past_the_bound_of_an_endless_pipe(tmp_path: Path) -> None:
+    # fstat says nothing of a FIFO's length: the bound is what stops the read.
+    import threading
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    written: list[int] = []
+
+    def writer() -> None:
+        fd = os.open(fifo, os.O_WRONLY)
+        try:
+            while True:
+                written.append(os.write(fd, b"y" * 65536))
+        except BrokenPipeError:
+            pass
+        finally:
+            os.close(fd)
+
+    t = threading.Thread(target=writer, daemon=True)
+    t.start()
+    assert read_limited(fifo, 1000) is None
+    t.join(30)
+    assert not t.is_alive()  # the reader closed the pipe: the writer stopped

@@ -190,6 +190,11 @@ def test_load_reports_the_file(tmp_path: Path) -> None:
         Policy.load(bad)
     with pytest.raises(InvalidPolicyError, match="cannot read"):
         Policy.load(tmp_path / "missing.json")
+    # Past the 4 MiB bound: refused as too large (not parsed cut short, nor read whole).
+    huge = tmp_path / "huge.json"
+    huge.write_bytes(b'{"default": [{"type": "reject"}]}' + b" " * (4 * 1024 * 1024))
+    with pytest.raises(InvalidPolicyError, match=f"{huge}: larger than 4194304 bytes"):
+        Policy.load(huge)
 
 
 def test_load_prefers_the_users_policy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

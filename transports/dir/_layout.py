@@ -17,8 +17,9 @@ import re
 import secrets
 from pathlib import Path
 
+from imagetypes.blobfiles import read_bounded
 from imagetypes.digest import Digest
-from imagetypes.errors import LayoutError, ManifestTooLargeError
+from imagetypes.errors import LayoutError
 
 __all__ = [
     "MANIFEST_FILE",
@@ -29,7 +30,6 @@ __all__ = [
     "check_version",
     "create_temp_file",
     "manifest_name",
-    "read_bounded",
     "signature_name",
 ]
 
@@ -84,20 +84,6 @@ def check_version(root: Path) -> bool:
             f"{match.group(1).decode()}.{match.group(2).decode()} (only 1.x is understood)"
         )
     return True
-
-
-def read_bounded(path: Path, limit: int) -> bytes:
-    """The whole content of ``path``; :class:`ManifestTooLargeError` if it exceeds ``limit``.
-
-    ``FileNotFoundError`` passes through so callers can map it to their own error.
-    """
-    with open(path, "rb") as f:
-        # Read one byte past the limit rather than trusting fstat, which a FIFO or a file
-        # growing under us would get wrong.
-        data = f.read(limit + 1)
-    if len(data) > limit:
-        raise ManifestTooLargeError(f"{path} is larger than the {limit} byte limit")
-    return data
 
 
 def create_temp_file(directory: Path, prefix: str) -> tuple[int, Path]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, BinaryIO
 
+from imagetypes.blobfiles import read_bounded
 from imagetypes.descriptor import Descriptor
 from imagetypes.digest import Digest
 from imagetypes.errors import (
@@ -20,7 +21,6 @@ from ._layout import (
     blob_name,
     check_version,
     manifest_name,
-    read_bounded,
     signature_name,
 )
 

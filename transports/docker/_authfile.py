@@ -42,6 +42,7 @@ from typing import Any
 
 import attrs
 
+from imagetypes.blobfiles import read_limited
 from imagetypes.errors import ImageError
 from imagetypes.types import Credentials, TransportOptions
 
@@ -212,13 +213,12 @@ class _AuthFile:
 def _read_file(path: Path, legacy: bool = False) -> _AuthFile:
     """Parse an auth file; a missing file reads as an empty one."""
     try:
-        with path.open("rb") as f:
-            raw = f.read(_MAX_FILE + 1)
+        raw = read_limited(path, _MAX_FILE)
     except FileNotFoundError:
         return _AuthFile(path, {}, legacy)
     except OSError as e:
         raise AuthFileError(f"cannot read auth file {path}: {e.strerror or e}") from e
-    if len(raw) > _MAX_FILE:
+    if raw is None:
         raise AuthFileError(f"auth file {path} is larger than {_MAX_FILE} bytes")
     try:
         data = json.loads(raw)

@@ -28,6 +28,7 @@ import attrs
 import httpx
 
 from imagetypes import mediatypes as mt
+from imagetypes.blobfiles import read_limited
 from imagetypes.descriptor import Descriptor
 from imagetypes.digest import Digest, verify_stream
 from imagetypes.errors import ImageError, ManifestError, NotFoundError, UnsupportedError
@@ -175,8 +176,7 @@ def _read_lookaside_files(base: str, digest: Digest) -> list[bytes]:
     for index in range(MAX_SIGNATURES + 1):
         path = _file_path(lookaside_signature_url(base, digest, index))
         try:
-            with path.open("rb") as f:
-                blob = f.read(MAX_SIGNATURE_SIZE + 1)
+            blob = read_limited(path, MAX_SIGNATURE_SIZE)
         except FileNotFoundError:
             return found
         except OSError as e:
@@ -220,8 +220,9 @@ def _read_lookaside_http(base: str, digest: Digest, options: TransportOptions) -
     raise ImageError(f"over {MAX_SIGNATURES} signatures for {digest} in {_redacted(base)}")
 
 
-def _checked(blob: bytes, where: str) -> bytes:
-    if len(blob) > MAX_SIGNATURE_SIZE:
+def _checked(blob: bytes | None, where: str) -> bytes:
+    """``blob`` if it is a signature's size (None: a file past the bound)."""
+    if blob is None or len(blob) > MAX_SIGNATURE_SIZE:
         raise ImageError(f"signature {where}: over {MAX_SIGNATURE_SIZE} bytes")
     if not blob:
         raise ImageError(f"signature {where} is empty")

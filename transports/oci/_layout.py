@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from imagetypes import mediatypes as mt
+from imagetypes.blobfiles import read_bounded
 from imagetypes.descriptor import Descriptor
 from imagetypes.digest import Digest
 from imagetypes.errors import (
@@ -82,19 +83,6 @@ def validate_ref_name(name: str) -> None:
             f"invalid OCI image name {name!r}: expected components of letters and digits "
             "joined by '-', '.', '_', ':', '@', '+' or '--', separated by '/'"
         )
-
-
-def read_bounded(path: Path, limit: int) -> bytes:
-    """The content of ``path``, or :class:`ManifestTooLargeError` past ``limit`` bytes.
-
-    ``FileNotFoundError`` passes through so that callers can map it to their own error.
-    """
-    with open(path, "rb") as f:
-        # One byte past the limit rather than fstat: a file may grow while we read it.
-        data = f.read(limit + 1)
-    if len(data) > limit:
-        raise ManifestTooLargeError(f"{path} is larger than the {limit} byte limit")
-    return data
 
 
 def fsync_dir(path: Path) -> None:
