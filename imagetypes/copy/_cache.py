@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 BUSY_TIMEOUT = 10.0
 #: Locations returned per blob, most recently seen first.
 MAX_LOCATIONS = 10
+# Digests per query of locations_of (SQLite allows 999 parameters in old versions).
+_BATCH = 500
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS locations (
@@ -343,6 +345,26 @@ class BlobInfoCache:
         query += f" ORDER BY last_seen DESC LIMIT {MAX_LOCATIONS}"
         rows = self._rows("reading blob locations", query, params)
         return [BlobLocation(str(t), str(s), str(r)) for t, s, r in rows]
+
+    def locations_of(self, digests: Iterable[Digest]) -> dict[Digest, list[BlobLocation]]:
+        """:meth:`locations` of many blobs in one query (every digest asked is a key)."""
+        wanted = sorted(set(digests), key=str)
+        found: dict[Digest, list[BlobLocation]] = {d: [] for d in wanted}
+        by_text = {str(d): d for d in wanted}
+        for start in range(0, len(wanted), _BATCH):
+            batch = [str(d) for d in wanted[start : start + _BATCH]]
+            rows = self._rows(
+                "reading blob locations",
+                "SELECT digest, transport, scope, reference FROM locations "
+                f"WHERE digest IN ({', '.join('?' * len(batch))}) "
+                "ORDER BY digest, last_seen DESC",
+                batch,
+            )
+            for d, t, s, r in rows:
+                digest = by_text.get(str(d))
+                if digest is not None and len(found[digest]) < MAX_LOCATIONS:
+                    found[digest].append(BlobLocation(str(t), str(s), str(r)))
+        return found
 
     # -- compressed <-> uncompressed ---------------------------------------------------------
     def record_uncompressed(self, pairs: Iterable[tuple[Digest, Digest, str]]) -> None:

@@ -322,6 +322,8 @@ class _Copier:
         self._skipped_instances: tuple[Digest, ...] = ()
         #: Whether large blobs may be read ahead (see _run_jobs and _large).
         self._read_ahead = True
+        #: Where the cache saw the blobs to copy, looked up in one query before they move.
+        self._hints: dict[Digest, list[BlobLocation]] = {}
 
     # -- the copy ----------------------------------------------------------------------------
     def run(self) -> CopyResult:
@@ -872,6 +874,10 @@ class _Copier:
         self._run_jobs(list(jobs.values()))
 
     def _run_jobs(self, jobs: list[_BlobJob]) -> None:
+        if self.cache is not None and takes_location_hints(self.dst):
+            # One query for all, here, rather than one per blob from the workers, which would
+            # queue for the process's one cache connection.
+            self._hints = self.cache.locations_of(job.descriptor.digest for job in jobs)
         src_caps = self.src.capabilities
         parallel = src_caps.concurrent_blob_reads and self.dst_caps.concurrent_blob_writes
         workers = min(self.options.concurrency if parallel else 1, len(jobs))
@@ -960,7 +966,8 @@ class _Copier:
         if self.cache is None or not takes_location_hints(self.dst):
             return  # no cache, or a destination that would ignore the hints: skip the look-up
         refs: list[ImageReference] = []
-        for location in self.cache.locations(digest):
+        known = self._hints.get(digest)
+        for location in known if known is not None else self.cache.locations(digest):
             if location.scope == self._dst_location.scope and (
                 location.transport == self._dst_location.transport
             ):

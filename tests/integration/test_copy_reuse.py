@@ -91,7 +91,7 @@ def test_identical_image_in_a_registry_costs_one_head(
 
 
 def test_cache_makes_a_later_push_mount_from_where_the_blobs_were_pulled(
-    registry: RunningRegistry, tmp_path: Path
+    registry: RunningRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     img = make_image(4, (30_000, 50_000))
     cache = BlobInfoCache(tmp_path / "cache" / "blobinfo.sqlite")
@@ -104,6 +104,11 @@ def test_cache_makes_a_later_push_mount_from_where_the_blobs_were_pulled(
         repo_a, f"oci:{pulled}:v1", CopyOptions(source_options=INSECURE, blob_info_cache=cache)
     )
     # ... so that pushing the layout to b mounts every blob from a: nothing is uploaded.
+    # The locations of all its blobs are read in one query, not one per blob by the workers.
+    lookups: list[str] = []
+    per_blob, batched = cache.locations, cache.locations_of
+    monkeypatch.setattr(cache, "locations", lambda *a: lookups.append("one") or per_blob(*a))
+    monkeypatch.setattr(cache, "locations_of", lambda d: lookups.append("all") or batched(d))
     options, sent = hooked()
     pushed = copy_image(
         f"oci:{pulled}:v1",
@@ -112,6 +117,7 @@ def test_cache_makes_a_later_push_mount_from_where_the_blobs_were_pulled(
     )
     assert pushed.blobs_reused == len(img.blobs)
     assert pushed.blobs_copied == 0
+    assert lookups == ["all"]
     mounts = [path for method, path in sent if method == "POST"]
     assert len(mounts) == len(img.blobs)
     assert all(path == "/v2/reuse/b/blobs/uploads/" for path in mounts)

@@ -8,6 +8,7 @@ import multiprocessing
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,29 @@ def test_locations_newest_first_one_per_scope(tmp_path: Path) -> None:
     # WAL mode, so readers and writers of several processes do not block each other.
     with sqlite3.connect(cache.path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_locations_of_many_blobs_in_one_query(tmp_path: Path) -> None:
+    cache = BlobInfoCache(tmp_path / "c.sqlite")
+    digests = [Digest.from_bytes(f"blob {i}".encode()) for i in range(1200)]  # > one batch
+    cache.record_locations(
+        (d, BlobLocation("docker", f"r/{i % 3}", f"docker://r/{i % 3}:x"))
+        for i, d in enumerate(digests)
+    )
+    many = [(D1, BlobLocation("docker", f"r/{n}", f"docker://r/{n}:x")) for n in range(15)]
+    for entry in many:  # one by one: each newer than the last
+        time.sleep(0.002)
+        cache.record_locations([entry])
+    unknown = Digest.from_bytes(b"never seen")
+    found = cache.locations_of([*digests, D1, unknown, D1])
+    assert set(found) == {*digests, D1, unknown}
+    assert all(found[d] == cache.locations(d) for d in digests)
+    assert [loc.scope for loc in found[digests[4]]] == ["r/1"]
+    # At most MAX_LOCATIONS per blob, newest first, as locations() gives them.
+    assert found[D1] == cache.locations(D1)
+    assert [loc.scope for loc in found[D1]] == [f"r/{n}" for n in range(14, 4, -1)]
+    assert found[unknown] == []
+    assert cache.locations_of([]) == {}
 
 
 def test_digest_pairs(tmp_path: Path) -> None:
