@@ -26,16 +26,19 @@ __all__ = [
     "COMPRESSION_NOTE",
     "TAG",
     "Fixture",
+    "GiB",
     "LayerSpec",
     "MiB",
     "build_archive",
     "build_fixture",
     "curve_fixture",
     "layer_files",
+    "size_fixture",
     "size_text",
     "sync_fixture",
 ]
 
+GiB = 1024 * 1024 * 1024
 MiB = 1024 * 1024
 KiB = 1024
 TAG = "bench"
@@ -106,6 +109,12 @@ class Fixture:
 def curve_fixture(layers: int, layer_size: int = 64 * KiB) -> Fixture:
     """The layer-count curve's fixture: ``layers`` layers of ``layer_size``."""
     return Fixture.uniform(f"curve-{layers}x{layer_size // KiB}KiB", layers, layer_size)
+
+
+def size_fixture(layer_size: int) -> Fixture:
+    """The size curve's fixture: one layer of ``layer_size`` (512 MiB is the matrix's own)."""
+    name = f"1x{layer_size // MiB}MiB" if layer_size % MiB == 0 else f"1x{layer_size}B"
+    return Fixture.uniform(name, 1, layer_size)
 
 
 def sync_fixture(tags: int, shared: Sequence[int], unique: int, name: str) -> Fixture:

@@ -11,7 +11,9 @@ The matrix, each row on the same fixtures for every tool:
   registry; mount: same registry, another repository), with oras-py too for push and pull;
 - recompress: gzip -> zstd (``--dest-compress-format zstd``), oci -> oci;
 - sync: 20 tags sharing layers, registry -> fresh registry;
-- curve: oci -> oci of 1 to 200 small layers, for the cost of one layer.
+- curve: oci -> oci of 1 to 200 small layers, for the cost of one layer;
+- bytes: oci -> oci of one layer of 8 to 512 MiB, for the cost of a byte (and a peak RSS that
+  does not grow with the layer).
 
 Registries are Debian's ``docker-registry`` on 127.0.0.1 with temporary storage, started here.
 Fixtures (OCI layouts of random, incompressible data) are built once into a cache folder. Every
@@ -47,11 +49,13 @@ from bench_fixtures import (
     COMPRESSION_NOTE,
     TAG,
     Fixture,
+    GiB,
     MiB,
     build_archive,
     build_fixture,
     curve_fixture,
     layer_files,
+    size_fixture,
     size_text,
     sync_fixture,
 )
@@ -69,7 +73,9 @@ WALL_VS_SKOPEO = 0.5
 WALL_VS_FLOOR = 1.5
 RSS_LIMIT_MIB = 100
 
-GROUPS = ("local", "push", "pull", "registry", "recompress", "sync", "curve")
+GROUPS = ("local", "push", "pull", "registry", "recompress", "sync", "curve", "bytes")
+# Groups reported as curves (a fit through their rows), not judged against a target.
+_CURVES = frozenset({"curve", "bytes"})
 #: Groups whose rows talk to a registry: their tables show what the registries spent.
 _SERVED_GROUPS = frozenset({"push", "pull", "registry", "sync"})
 
@@ -80,6 +86,8 @@ QUICK_FIXTURES = (
 )
 FULL_CURVE = (1, 10, 50, 100, 200)
 QUICK_CURVE = (1, 10)
+FULL_SIZES = (8 * MiB, 32 * MiB, 128 * MiB, 512 * MiB)
+QUICK_SIZES = (1 * MiB, 4 * MiB)
 FULL_SYNC = sync_fixture(20, (16 * MiB, 8 * MiB), 1 * MiB, "sync-20x")
 QUICK_SYNC = sync_fixture(3, (1 * MiB,), 64 * 1024, "quick-sync-3x")
 
@@ -631,12 +639,14 @@ def sync_rows(ctx: Context, fixture: Fixture) -> list[Row]:
     ]
 
 
-def curve_rows(ctx: Context, fixture: Fixture) -> list[Row]:
+def curve_rows(ctx: Context, fixture: Fixture, group: str = "curve") -> list[Row]:
+    """oci -> oci of ``fixture``: one point of the layer-count (``curve``) or size (``bytes``)
+    curve."""
     layout = fixture_layout(ctx.cache, fixture)
 
     def maker_for(tool: str) -> Maker:
         def make(i: int) -> Job:
-            out = ctx.scratch / f"{tool}-curve-{i}"
+            out = ctx.scratch / f"{tool}-{group}-{i}"
             argv = copy_argv(ctx, tool, f"oci:{layout}:{TAG}", f"oci:{out}:{TAG}")
             return Job(argv, _expect_file(out / "index.json"), _rm(out))
 
@@ -644,7 +654,7 @@ def curve_rows(ctx: Context, fixture: Fixture) -> list[Row]:
 
     return [
         Row(
-            "curve",
+            group,
             f"oci -> oci, {fixture.describe()}",
             fixture,
             fixture.total,
@@ -783,8 +793,9 @@ def render(
     runs: int,
 ) -> str:
     """The Markdown report."""
-    matrix = [r for r in rows if r.group != "curve"]
+    matrix = [r for r in rows if r.group not in _CURVES]
     curve = [r for r in rows if r.group == "curve"]
+    sizes = [r for r in rows if r.group == "bytes"]
     verdicts = {id(r): judge(r, floor) for r in rows}
     judged = [r for r in matrix if verdicts[id(r)].wall_ok is not None]
     met = [r for r in judged if verdicts[id(r)].wall_ok]
@@ -902,6 +913,8 @@ def render(
 
     if curve:
         lines += _render_curve(curve)
+    if sizes:
+        lines += _render_sizes(sizes)
     if floor is not None:
         lines += _render_floor(floor)
     if skipped:
@@ -969,6 +982,44 @@ def _render_curve(curve: Sequence[Row]) -> list[str]:
             a, b = fit
             lines.append(
                 f"- {t}: {b * 1000:.1f} ms per layer, {a:.2f} s fixed "
+                f"(fit over {len(points)} points)."
+            )
+    lines.append("")
+    return lines
+
+
+def _render_sizes(sizes: Sequence[Row]) -> list[str]:
+    tools = [t for t in ("imagetypes", "skopeo") if any(r.result(t) for r in sizes)]
+    lines = [
+        "## Cost per byte",
+        "",
+        "oci -> oci of one image of one layer, of each size. The cost of a byte is the slope "
+        "of a least-squares line through the medians; the peak RSS must not grow with the "
+        "layer (blobs are streamed).",
+        "",
+        "| Layer | " + " | ".join(f"{t} wall (s) | {t} RSS (MiB)" for t in tools) + " |",
+        "|---:|" + "---:|---:|" * len(tools),
+    ]
+    for r in sizes:
+        cells = []
+        for t in tools:
+            res = r.result(t)
+            cells.append(
+                f"{res.median('wall'):.2f} | {res.median('max_rss_kib') / 1024:.0f}"
+                if res
+                else "failed | "
+            )
+        lines.append(f"| {size_text(r.nbytes)} | " + " | ".join(cells) + " |")
+    lines.append("")
+    for t in tools:
+        points = [
+            (r.nbytes / GiB, res.median("wall")) for r in sizes if (res := r.result(t)) is not None
+        ]
+        fit = linear_fit(points)
+        if fit is not None:
+            a, b = fit
+            lines.append(
+                f"- {t}: {b:.2f} s per GiB ({1024 / b:.0f} MiB/s), {a:.2f} s fixed "
                 f"(fit over {len(points)} points)."
             )
     lines.append("")
@@ -1123,6 +1174,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "curve" in groups:
             for n in QUICK_CURVE if args.quick else FULL_CURVE:
                 planned.append(functools.partial(curve_rows, ctx, curve_fixture(n)))
+        if "bytes" in groups:
+            for size in QUICK_SIZES if args.quick else FULL_SIZES:
+                planned.append(functools.partial(curve_rows, ctx, size_fixture(size), "bytes"))
 
         for plan in planned:
             for row in plan():

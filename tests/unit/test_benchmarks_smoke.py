@@ -111,6 +111,9 @@ def test_quick_benchmark_writes_report(tmp_path: Path) -> None:
         assert "not measured |" not in text.split("GET")[1][:40]
     assert "## Cost per layer" in text
     assert "ms per layer" in text
+    assert "## Cost per byte" in text
+    assert "| 4 MiB |" in text.split("## Cost per byte")[1]
+    assert "s per GiB" in text
     assert "## The physical floor" in text
     # Every measured command worked (a failure is listed as "failed: ..." in its table).
     for tool in ("imagetypes", "skopeo"):
