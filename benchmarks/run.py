@@ -945,63 +945,60 @@ def refresh_analysis(report: Path) -> None:
 
 
 def _render_curve(curve: Sequence[Row]) -> list[str]:
-    tools = [t for t in ("imagetypes", "skopeo") if any(r.result(t) for r in curve)]
     size = next(iter(next(iter(curve[0].fixture.images.values())))).size
-    lines = [
-        "## Cost per layer",
-        "",
+    return _render_fit(
+        curve,
+        "Cost per layer",
         f"oci -> oci of one image of N layers of {size_text(size)} each (the size is small so "
         "that what is measured is the cost of a layer, not of its bytes). The per-layer cost "
         "is the slope of a least-squares line through the medians; the intercept is start-up "
         "plus the per-image work.",
-        "",
-        "| Layers | Bytes | " + " | ".join(f"{t} wall (s) | {t} RSS (MiB)" for t in tools) + " |",
-        "|---:|---:|" + "---:|---:|" * len(tools),
-    ]
-    for r in curve:
-        cells = []
-        for t in tools:
-            res = r.result(t)
-            cells.append(
-                f"{res.median('wall'):.2f} | {res.median('max_rss_kib') / 1024:.0f}"
-                if res
-                else "failed | "
-            )
-        lines.append(
-            f"| {r.fixture.layer_count} | {size_text(r.nbytes)} | " + " | ".join(cells) + " |"
-        )
-    lines.append("")
-    for t in tools:
-        points = [
-            (float(r.fixture.layer_count), res.median("wall"))
-            for r in curve
-            if (res := r.result(t)) is not None
-        ]
-        fit = linear_fit(points)
-        if fit is not None:
-            a, b = fit
-            lines.append(
-                f"- {t}: {b * 1000:.1f} ms per layer, {a:.2f} s fixed "
-                f"(fit over {len(points)} points)."
-            )
-    lines.append("")
-    return lines
+        ("Layers", "Bytes"),
+        lambda r: (str(r.fixture.layer_count), size_text(r.nbytes)),
+        lambda r: float(r.fixture.layer_count),
+        lambda b: f"{b * 1000:.1f} ms per layer",
+    )
 
 
 def _render_sizes(sizes: Sequence[Row]) -> list[str]:
-    tools = [t for t in ("imagetypes", "skopeo") if any(r.result(t) for r in sizes)]
-    lines = [
-        "## Cost per byte",
-        "",
+    return _render_fit(
+        sizes,
+        "Cost per byte",
         "oci -> oci of one image of one layer, of each size. The cost of a byte is the slope "
         "of a least-squares line through the medians; the peak RSS must not grow with the "
         "layer (blobs are streamed).",
+        ("Layer",),
+        lambda r: (size_text(r.nbytes),),
+        lambda r: r.nbytes / GiB,
+        lambda b: f"{b:.2f} s per GiB ({1024 / b:.0f} MiB/s)",
+    )
+
+
+def _render_fit(
+    rows: Sequence[Row],
+    title: str,
+    intro: str,
+    columns: tuple[str, ...],
+    cells_of: Callable[[Row], tuple[str, ...]],
+    x_of: Callable[[Row], float],
+    slope_text: Callable[[float], str],
+) -> list[str]:
+    """A curve: each row's wall time and peak RSS per tool, then a line fitted through them."""
+    tools = [t for t in ("imagetypes", "skopeo") if any(r.result(t) for r in rows)]
+    lines = [
+        f"## {title}",
         "",
-        "| Layer | " + " | ".join(f"{t} wall (s) | {t} RSS (MiB)" for t in tools) + " |",
-        "|---:|" + "---:|---:|" * len(tools),
+        intro,
+        "",
+        "| "
+        + " | ".join(columns)
+        + " | "
+        + " | ".join(f"{t} wall (s) | {t} RSS (MiB)" for t in tools)
+        + " |",
+        "|" + "---:|" * len(columns) + "---:|---:|" * len(tools),
     ]
-    for r in sizes:
-        cells = []
+    for r in rows:
+        cells = list(cells_of(r))
         for t in tools:
             res = r.result(t)
             cells.append(
@@ -1009,18 +1006,15 @@ def _render_sizes(sizes: Sequence[Row]) -> list[str]:
                 if res
                 else "failed | "
             )
-        lines.append(f"| {size_text(r.nbytes)} | " + " | ".join(cells) + " |")
+        lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     for t in tools:
-        points = [
-            (r.nbytes / GiB, res.median("wall")) for r in sizes if (res := r.result(t)) is not None
-        ]
+        points = [(x_of(r), res.median("wall")) for r in rows if (res := r.result(t)) is not None]
         fit = linear_fit(points)
         if fit is not None:
             a, b = fit
             lines.append(
-                f"- {t}: {b:.2f} s per GiB ({1024 / b:.0f} MiB/s), {a:.2f} s fixed "
-                f"(fit over {len(points)} points)."
+                f"- {t}: {slope_text(b)}, {a:.2f} s fixed (fit over {len(points)} points)."
             )
     lines.append("")
     return lines
