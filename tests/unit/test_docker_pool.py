@@ -253,3 +253,17 @@ def test_a_run_reads_its_configuration_files_once(
         load_registries_conf(alone)
         load_registries_d(alone)
     assert sorted(read) == ["a.yaml"] * 3 + ["registries.conf"] * 3
+
+
+def test_a_configuration_option_must_be_a_path_or_the_object() -> None:
+    from imagetypes_transports.docker._mirrors import load_registries_conf
+
+    bad = TransportOptions(extra={"docker.registries_conf": 42, "docker.registries_d": 42})
+    conf_error = r"docker\.registries_conf must be a path or a RegistriesConf, not int"
+    with pytest.raises(TypeError, match=conf_error):
+        load_registries_conf(bad)
+    with pytest.raises(TypeError, match=r"docker\.registries_d must be a path or a RegistriesD"):
+        load_registries_d(bad)
+    conf = RegistriesConf.parse('[[registry]]\nlocation = "a.example"\n')
+    given = TransportOptions(extra={"docker.registries_conf": conf})
+    assert load_registries_conf(given) is conf

@@ -10,7 +10,6 @@ mirrors are processed only when reading images"), but blocking and ``insecure`` 
 from __future__ import annotations
 
 import logging
-import os
 from typing import TYPE_CHECKING
 
 import attrs
@@ -20,7 +19,7 @@ from imagetypes.trust import BlockedRegistryError, PullSource, RegistriesConf
 from imagetypes.types import TransportOptions
 
 from ._client import RegistryClient
-from ._pool import registry_client, run_memo
+from ._pool import registry_client, run_configuration
 
 if TYPE_CHECKING:
     from ._reference import DockerReference
@@ -43,18 +42,7 @@ REGISTRIES_CONF_OPTION = "docker.registries_conf"
 
 def load_registries_conf(options: TransportOptions) -> RegistriesConf:
     """The registries configuration ``options`` asks for (see :data:`REGISTRIES_CONF_OPTION`)."""
-    value = options.extra.get(REGISTRIES_CONF_OPTION)
-    if isinstance(value, RegistriesConf):
-        return value
-    if value is None or isinstance(value, (str, os.PathLike)):
-        # A run (a sync) reads the files once, not for every image it opens.
-        path = value
-        return run_memo(
-            options, f"{REGISTRIES_CONF_OPTION}:{value}", lambda: RegistriesConf.load(path)
-        )
-    raise TypeError(
-        f"{REGISTRIES_CONF_OPTION} must be a path or a RegistriesConf, not {type(value).__name__}"
-    )
+    return run_configuration(options, REGISTRIES_CONF_OPTION, RegistriesConf, RegistriesConf.load)
 
 
 def _with_insecure(options: TransportOptions, insecure: bool) -> TransportOptions:

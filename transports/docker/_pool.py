@@ -16,6 +16,7 @@ longer scope lists over a sync of many repositories.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
@@ -29,6 +30,7 @@ __all__ = [
     "SHARED_STATE_OPTION",
     "RegistryClientPool",
     "registry_client",
+    "run_configuration",
     "run_memo",
 ]
 
@@ -143,6 +145,24 @@ def run_memo(options: TransportOptions, key: str, factory: Callable[[], _T]) -> 
     """
     state = _run_state(options)
     return factory() if state is None else state.get(key, factory)
+
+
+def run_configuration(
+    options: TransportOptions,
+    key: str,
+    kind: type[_T],
+    load: Callable[[str | os.PathLike[str] | None], _T],
+) -> _T:
+    """The configuration ``options.extra[key]`` names: a ``kind`` object as it is, else the
+    files at that path (``None``: the default ones) read by ``load``, once per run (see
+    :func:`run_memo`; a sync opens every image's source and destination)."""
+    value = options.extra.get(key)
+    if isinstance(value, kind):
+        return value
+    if value is None or isinstance(value, (str, os.PathLike)):
+        path: str | os.PathLike[str] | None = value
+        return run_memo(options, f"{key}:{value}", lambda: load(path))
+    raise TypeError(f"{key} must be a path or a {kind.__name__}, not {type(value).__name__}")
 
 
 def registry_client(

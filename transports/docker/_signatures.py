@@ -44,7 +44,7 @@ from imagetypes.types import TransportOptions
 
 from ._client import RegistryClient, read_bounded
 from ._errors import RegistryConnectionError, RegistryError
-from ._pool import run_memo
+from ._pool import run_configuration
 from ._tls import make_ssl_context
 
 __all__ = [
@@ -78,16 +78,7 @@ _USER_DEFAULT_LOOKASIDE = ".local/share/containers/sigstore"
 
 def load_registries_d(options: TransportOptions) -> RegistriesD:
     """The registries.d configuration ``options`` asks for (see :data:`REGISTRIES_D_OPTION`)."""
-    value = options.extra.get(REGISTRIES_D_OPTION)
-    if isinstance(value, RegistriesD):
-        return value
-    if value is None or isinstance(value, (str, os.PathLike)):
-        # A run (a sync) reads the files once, not for every image it opens.
-        path = value
-        return run_memo(options, f"{REGISTRIES_D_OPTION}:{value}", lambda: RegistriesD.load(path))
-    raise TypeError(
-        f"{REGISTRIES_D_OPTION} must be a path or a RegistriesD, not {type(value).__name__}"
-    )
+    return run_configuration(options, REGISTRIES_D_OPTION, RegistriesD, RegistriesD.load)
 
 
 def _builtin_lookaside(reference: Reference) -> str:
