@@ -46,8 +46,6 @@ log = logging.getLogger(__name__)
 BUSY_TIMEOUT = 10.0
 #: Locations returned per blob, most recently seen first.
 MAX_LOCATIONS = 10
-# Digests per query of locations_of (SQLite allows 999 parameters in old versions).
-_BATCH = 500
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS locations (
@@ -65,6 +63,8 @@ _SCHEMA = (
         last_seen REAL NOT NULL
     )""",
     "CREATE INDEX IF NOT EXISTS uncompressed_by_content ON uncompressed (uncompressed)",
+    # The newest locations of a blob without sorting all of them.
+    "CREATE INDEX IF NOT EXISTS locations_by_age ON locations (digest, last_seen)",
 )
 
 
@@ -311,15 +311,21 @@ class BlobInfoCache:
 
     def _rows(self, what: str, query: str, params: Sequence[object]) -> list[tuple[Any, ...]]:
         """The rows ``query`` gives; none (after a warning) when the file cannot be read."""
+        return self._rows_each(what, query, [params])[0]
+
+    def _rows_each(
+        self, what: str, query: str, param_sets: Sequence[Sequence[object]]
+    ) -> list[list[tuple[Any, ...]]]:
+        """The rows ``query`` gives for each set of parameters, in one turn on the connection;
+        none for any (after a warning) when the file cannot be read."""
         import sqlite3
 
         try:
             with self._connect() as conn:
-                rows: list[tuple[Any, ...]] = conn.execute(query, params).fetchall()
+                return [conn.execute(query, params).fetchall() for params in param_sets]
         except (sqlite3.Error, OSError) as e:
             self._warn(what, e)
-            return []
-        return rows
+            return [[] for _ in param_sets]
 
     # -- locations ---------------------------------------------------------------------------
     def record_locations(self, entries: Iterable[tuple[Digest, BlobLocation]]) -> None:
@@ -349,22 +355,20 @@ class BlobInfoCache:
     def locations_of(self, digests: Iterable[Digest]) -> dict[Digest, list[BlobLocation]]:
         """:meth:`locations` of many blobs in one query (every digest asked is a key)."""
         wanted = sorted(set(digests), key=str)
-        found: dict[Digest, list[BlobLocation]] = {d: [] for d in wanted}
-        by_text = {str(d): d for d in wanted}
-        for start in range(0, len(wanted), _BATCH):
-            batch = [str(d) for d in wanted[start : start + _BATCH]]
-            rows = self._rows(
-                "reading blob locations",
-                "SELECT digest, transport, scope, reference FROM locations "
-                f"WHERE digest IN ({', '.join('?' * len(batch))}) "
-                "ORDER BY digest, last_seen DESC",
-                batch,
-            )
-            for d, t, s, r in rows:
-                digest = by_text.get(str(d))
-                if digest is not None and len(found[digest]) < MAX_LOCATIONS:
-                    found[digest].append(BlobLocation(str(t), str(s), str(r)))
-        return found
+        # One statement per blob, all in one turn on the connection: with the index on
+        # (digest, last_seen) each reads its newest MAX_LOCATIONS rows and stops, where one
+        # query for all would sort every location of every blob (a long-lived cache holds
+        # hundreds for a base layer) to keep ten of each.
+        per_blob = self._rows_each(
+            "reading blob locations",
+            "SELECT transport, scope, reference FROM locations WHERE digest = ? "
+            f"ORDER BY last_seen DESC LIMIT {MAX_LOCATIONS}",
+            [(str(d),) for d in wanted],
+        )
+        return {
+            d: [BlobLocation(str(t), str(s), str(r)) for t, s, r in rows]
+            for d, rows in zip(wanted, per_blob, strict=True)
+        }
 
     # -- compressed <-> uncompressed ---------------------------------------------------------
     def record_uncompressed(self, pairs: Iterable[tuple[Digest, Digest, str]]) -> None:

@@ -30,6 +30,7 @@ from imagetypes.copy import (  # noqa: E402
     copy_image,
     default_cache_path,
 )
+from imagetypes.copy._cache import MAX_LOCATIONS  # noqa: E402
 from imagetypes.digest import Digest  # noqa: E402
 from imagetypes.plugins import reset_transports  # noqa: E402
 from imagetypes.testing.memory import MemoryStore, MemoryTransport  # noqa: E402
@@ -94,6 +95,36 @@ def test_locations_of_many_blobs_in_one_query(tmp_path: Path) -> None:
     assert [loc.scope for loc in found[D1]] == [f"r/{n}" for n in range(14, 4, -1)]
     assert found[unknown] == []
     assert cache.locations_of([]) == {}
+
+
+def test_locations_of_reads_only_the_newest_rows_of_each_blob(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A base layer seen in hundreds of places: SQLite picks the newest, Python sees no more.
+
+    And through the index: the plan has no sort of a blob's locations."""
+    cache = BlobInfoCache(tmp_path / "c.sqlite")
+    cache.record_locations(
+        (d, BlobLocation("docker", f"r{n}/x", f"docker://r{n}/x:1"))
+        for n in range(300)
+        for d in (D1, D2)
+    )
+    cache.record_locations([(D2, BlobLocation("docker", "newest/x", "docker://newest/x:1"))])
+    fetched: list[list[list[tuple[object, ...]]]] = []
+    each = cache._rows_each
+    monkeypatch.setattr(cache, "_rows_each", lambda *a: fetched.append(each(*a)) or fetched[-1])
+    found = cache.locations_of([D1, D2])
+    assert [[len(rows) for rows in turn] for turn in fetched] == [[MAX_LOCATIONS] * 2]
+    assert len(found[D1]) == len(found[D2]) == MAX_LOCATIONS
+    assert found[D2][0].scope == "newest/x"
+    with sqlite3.connect(cache.path) as conn:
+        plan = conn.execute(
+            "EXPLAIN QUERY PLAN SELECT transport, scope, reference FROM locations "
+            f"WHERE digest = ? ORDER BY last_seen DESC LIMIT {MAX_LOCATIONS}",
+            (str(D1),),
+        ).fetchall()
+    assert "locations_by_age" in str(plan)
+    assert "TEMP B-TREE" not in str(plan)
 
 
 def test_digest_pairs(tmp_path: Path) -> None:
