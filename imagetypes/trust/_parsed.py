@@ -1,8 +1,9 @@
 """Configuration files parsed once per process for the same contents.
 
-Every image a sync copies asks for registries.conf and registries.d: the files are small and
-read each time (so a change is always seen, whatever its mtime), but parsed again only when
-what was read differs.
+A sync reads registries.conf and registries.d once per run (the docker transport's
+``run_memo``); without a run, every image opened reads them again (the source and the
+destination of a plain copy, each copy of a library caller's loop), so that a long-lived
+program sees a change whatever its mtime. What was read is parsed again only when it differs.
 """
 
 from __future__ import annotations
