@@ -40,15 +40,16 @@ import struct
 import threading
 import zlib
 from concurrent.futures import Future, ThreadPoolExecutor
-from types import ModuleType, TracebackType
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from . import mediatypes as mt
-from .digest import CHUNK_SIZE, Readable, read_all
+from ._closing import Closing
+from .digest import CHUNK_SIZE, Readable, close_stream, read_all
 from .errors import CompressionError, UnsupportedError
 
 if TYPE_CHECKING:
-    from typing_extensions import Self
+    pass
 
 __all__ = [
     "GZIP_BLOCK_SIZE",
@@ -305,7 +306,7 @@ class _ZstdDecoder:
         return bytes(self._obj.decompress(data, max_length))
 
 
-class CompressionReader:
+class CompressionReader(Closing):
     """A binary stream over another one, (de)compressing on the fly.
 
     Made by :func:`decompressing_reader` and :func:`compressing_reader`; ``close()`` closes
@@ -399,20 +400,7 @@ class CompressionReader:
     def close(self) -> None:
         """Releases the stream (:meth:`release`) and closes the wrapped stream."""
         self.release()
-        close = getattr(self._raw, "close", None)
-        if close is not None:
-            close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+        close_stream(self._raw)
 
 
 class _PassThrough(CompressionReader):

@@ -7,15 +7,15 @@ import os
 import re
 import sys
 from collections.abc import Callable
-from types import TracebackType
 from typing import TYPE_CHECKING, Protocol, cast
 
 import attrs
 
+from ._closing import Closing
 from .errors import DigestMismatchError, InvalidDigestError, SizeMismatchError
 
 if TYPE_CHECKING:
-    from typing_extensions import Self
+    pass
 
 __all__ = [
     "CHUNK_SIZE",
@@ -111,6 +111,14 @@ class Readable(Protocol):
     def read(self, size: int = -1, /) -> bytes: ...
 
 
+def close_stream(stream: object) -> None:
+    """Close ``stream`` if it has ``close`` (a :class:`Readable` needs only ``read``): what a
+    reader that wraps another does when it is closed."""
+    close = getattr(stream, "close", None)
+    if close is not None:
+        close()
+
+
 def read_all(stream: Readable) -> bytes:
     """Everything left in ``stream``, read in :data:`CHUNK_SIZE` pieces: ``read(-1)`` of the
     package's streams (never one unbounded read of the stream they wrap)."""
@@ -120,7 +128,7 @@ def read_all(stream: Readable) -> bytes:
     return b"".join(parts)
 
 
-class VerifyingReader:
+class VerifyingReader(Closing):
     """A binary reader that hashes what passes through it and checks it at the end.
 
     When the wrapped stream is exhausted, the bytes read are compared with ``expected_digest``
@@ -256,20 +264,7 @@ class VerifyingReader:
         return True
 
     def close(self) -> None:
-        close = getattr(self._raw, "close", None)
-        if close is not None:
-            close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+        close_stream(self._raw)
 
 
 def verify_stream(

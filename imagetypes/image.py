@@ -16,12 +16,12 @@ import logging
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any
 
 import attrs
 
 from . import mediatypes as mt
+from ._closing import Closing
 from .descriptor import Descriptor
 from .digest import Digest
 from .errors import (
@@ -40,8 +40,6 @@ from .plugins import parse_reference
 from .types import ImageReference, ImageSource, TransportOptions
 
 if TYPE_CHECKING:
-    from typing_extensions import Self
-
     from . import _display
     from .copy._schema1 import Schema1Layer
     from .manifest import DockerSchema1Manifest
@@ -153,7 +151,7 @@ def _choose_instance(
     return chosen
 
 
-class Image:
+class Image(Closing):
     """A read-only, parsed view of one image read from an :class:`~imagetypes.ImageSource`.
 
     Obtain one with :func:`open_image`; close it (or use ``with``) to close the source.
@@ -457,17 +455,6 @@ class Image:
         if not self._closed:
             self._closed = True
             self._source.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- display in IPython and Jupyter ------------------------------------------------------
     def _display_card(self) -> _display.Card:

@@ -15,11 +15,11 @@ import enum
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any, Literal, TypeVar
 
 import attrs
 
+from ._closing import Closing
 from .descriptor import BlobInfo, Descriptor
 from .digest import Digest, Readable, VerifyingReader
 from .errors import UnsupportedError
@@ -27,8 +27,6 @@ from .platform import Platform
 from .retry import RetryAttempt, RetryPolicy
 
 if TYPE_CHECKING:
-    from typing_extensions import Self
-
     from ._display import Listing
     from .image import Image
     from .reference import Reference
@@ -245,25 +243,7 @@ class ImageReference(ABC):
         return hash(str(self))
 
 
-class _Closing:
-    """Context manager plumbing shared by sources, destinations and registries."""
-
-    def close(self) -> None:
-        """Release resources. Safe to call more than once."""
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-class ImageSource(_Closing, ABC):
+class ImageSource(Closing, ABC):
     """Reads one image (or index with its instances) from a transport.
 
     A transport implements :meth:`get_manifest` and :meth:`get_blob_stream`; verification and
@@ -321,7 +301,7 @@ class ImageSource(_Closing, ABC):
         return []
 
 
-class ImageDestination(_Closing, ABC):
+class ImageDestination(Closing, ABC):
     """Writes one image (or index with its instances) to a transport.
 
     The order of calls is: blobs (``try_reusing_blob`` / ``put_blob``), instance manifests,
@@ -434,7 +414,7 @@ class Repository(ABC):
         return listing(self.tags(), title=f"Tags of {self.name}", limit=limit)
 
 
-class Registry(_Closing, ABC):
+class Registry(Closing, ABC):
     """A collection of repositories (a registry server, a multi-image store)."""
 
     @abstractmethod

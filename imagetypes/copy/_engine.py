@@ -24,7 +24,7 @@ from ..compression import (
     zstd_available,
 )
 from ..descriptor import BlobInfo, Descriptor
-from ..digest import Digest, Readable, VerifyingReader
+from ..digest import Digest, Readable, VerifyingReader, close_stream
 from ..errors import (
     CompressionError,
     CopyError,
@@ -1333,9 +1333,7 @@ class _WatchedStream:
             raise
 
     def close(self) -> None:
-        close = getattr(self._raw, "close", None)
-        if close is not None:
-            close()
+        close_stream(self._raw)
 
 
 class _WatchedFile(_WatchedStream):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 
 from ..compression import Compression, CompressionReader, decompressing_reader
-from ..digest import CHUNK_SIZE, Digest, Readable, read_all
+from ..digest import CHUNK_SIZE, Digest, Readable, close_stream, read_all
 
 __all__ = ["UncompressedTap"]
 
@@ -89,6 +89,4 @@ class UncompressedTap:
         return self._size
 
     def close(self) -> None:
-        close = getattr(self._inner, "close", None)
-        if close is not None:
-            close()
+        close_stream(self._inner)
