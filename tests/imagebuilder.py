@@ -23,8 +23,12 @@ def _dumps(obj: object) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode()
 
 
-def make_layer(seed: int, size: int, *, compress: bool = True) -> tuple[bytes, Digest]:
-    """A tar with one file of ``size`` pseudo-random bytes; returns (blob, diff_id)."""
+def make_layer(
+    seed: int, size: int, *, compress: bool = True, compresslevel: int = 9
+) -> tuple[bytes, Digest]:
+    """A tar with one file of ``size`` pseudo-random bytes; returns (blob, diff_id).
+
+    ``compresslevel`` 0 stores the gzip stream without compressing (quick for large layers)."""
     rnd = random.Random(seed)
     payload = rnd.randbytes(size)
     buf = io.BytesIO()
@@ -36,7 +40,7 @@ def make_layer(seed: int, size: int, *, compress: bool = True) -> tuple[bytes, D
     tar_bytes = buf.getvalue()
     diff_id = Digest.from_bytes(tar_bytes)
     if compress:
-        return gzip.compress(tar_bytes, mtime=0), diff_id
+        return gzip.compress(tar_bytes, compresslevel=compresslevel, mtime=0), diff_id
     return tar_bytes, diff_id
 
 
@@ -82,6 +86,7 @@ def make_image(
     docker: bool = False,
     labels: Mapping[str, str] | None = None,
     annotations: Mapping[str, str] | None = None,
+    compresslevel: int = 9,
 ) -> BuiltImage:
     """A single-platform image with gzipped layers, as OCI (default) or Docker schema 2."""
     blobs: dict[Digest, bytes] = {}
@@ -89,7 +94,7 @@ def make_image(
     diff_ids = []
     layer_type = mt.DOCKER_LAYER if docker else mt.OCI_LAYER_GZIP
     for i, size in enumerate(layer_sizes):
-        blob, diff_id = make_layer(seed * 1000 + i, size)
+        blob, diff_id = make_layer(seed * 1000 + i, size, compresslevel=compresslevel)
         d = Digest.from_bytes(blob)
         blobs[d] = blob
         layer_descs.append({"mediaType": layer_type, "digest": str(d), "size": len(blob)})

@@ -43,6 +43,8 @@ from imagetypes.copy import (  # noqa: E402
     LayerRecompressed,
     copy_image,
 )
+from imagetypes.copy._progress import CopyCancelled  # noqa: E402
+from imagetypes.descriptor import Descriptor  # noqa: E402
 from imagetypes.digest import Digest  # noqa: E402
 from imagetypes.plugins import reset_transports  # noqa: E402
 from imagetypes.testing.memory import MemoryStore, MemoryTransport  # noqa: E402
@@ -226,6 +228,53 @@ def test_layers_are_recompressed_in_parallel(store: MemoryStore) -> None:
     store.configure("gz", put_blob_delay=0.2)
     copy_image("memory:src", "memory:gz", CopyOptions(dest_compress=True, concurrency=4))
     assert store.stats("gz").max_in_flight >= 2
+
+
+@needs_zstd
+@pytest.mark.parametrize("turns", [2, 3])
+def test_the_process_transforms_a_bounded_number_of_layers_at_once(
+    store: MemoryStore, monkeypatch: pytest.MonkeyPatch, turns: int
+) -> None:
+    """More layers than turns, and workers for all: at most ``transform_streams`` are
+    recompressed at once (the config is put beside them), and the allocator is given back
+    its free memory after each (glibc's malloc_trim, where the C library has it)."""
+    from imagetypes.copy import _engine
+
+    trims: list[int] = []
+    monkeypatch.setattr(_engine, "transform_streams", turns)
+    monkeypatch.setattr(_engine, "_malloc_trim", lambda: trims.append)
+    img = make_image(21, (3000,) * 7)
+    store.add_built("src", img)
+    store.configure("zst", put_blob_delay=0.15)
+    options = CopyOptions(dest_compress_format="zstd", concurrency=8)
+    copy_image("memory:src", "memory:zst", options)
+    check_layers(store, "zst", img, mt.OCI_LAYER_ZSTD)
+    assert store.stats("zst").max_in_flight == turns + 1
+    assert trims == [0] * 7
+    # Without the bound, the same copy had them all in flight: the test can tell.
+    monkeypatch.setattr(_engine, "transform_streams", 99)
+    store.configure("zst2", put_blob_delay=0.15)
+    copy_image("memory:src", "memory:zst2", options)
+    assert store.stats("zst2").max_in_flight >= 6
+
+
+def test_a_copy_abandoned_while_waiting_for_a_turn_stops(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import threading
+
+    from imagetypes.copy import _engine
+
+    monkeypatch.setattr(_engine, "transform_streams", 1)
+    cancel = threading.Event()
+    desc = Descriptor(mt.OCI_LAYER_GZIP, Digest.from_bytes(b"x"), 1)
+    with _engine._transform_turn(desc, cancel):
+        cancel.set()
+        # The one turn is taken: the second waits, then sees the copy abandoned.
+        with pytest.raises(CopyCancelled), _engine._transform_turn(desc, cancel):
+            pass
+    with _engine._transform_turn(desc, threading.Event()):  # given back
+        pass
 
 
 def test_index_instances_are_recompressed(store: MemoryStore) -> None:
