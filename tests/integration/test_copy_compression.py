@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from imagebuilder import BuiltImage, make_image, make_layer, write_oci_layout
+from peakmem import command_peak_mib
 
 from imagetypes import ImageError, get_transport
 from imagetypes import mediatypes as mt
@@ -282,35 +283,6 @@ def zstd_on_workers(data: bytes) -> bytes:
     return bytes(obj.compress(data) + obj.flush(obj.FLUSH_FRAME))
 
 
-# Runs the command and reports its peak resident memory (VmHWM: of this program's memory only;
-# the rusage of a child also counts the parent it was forked from, before the exec).
-_MEASURED_COMMAND = """
-import atexit, runpy, sys
-def peak():
-    with open("/proc/self/status") as f:
-        kib = next(line.split()[1] for line in f if line.startswith("VmHWM:"))
-    sys.stderr.write(f"\\nPEAK-KIB {kib}\\n")
-atexit.register(peak)
-sys.argv = ["imagetypes", *sys.argv[1:]]
-runpy.run_module("imagetypes", run_name="__main__")
-"""
-
-
-def _peak_rss_mib(*args: str) -> int:
-    """Run ``imagetypes ARGS``; the peak resident memory of that program, in MiB."""
-    import sys
-
-    done = subprocess.run(
-        [sys.executable, "-c", _MEASURED_COMMAND, *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr
-    return int(done.stderr.split("PEAK-KIB")[-1].split()[0]) // 1024
-
-
 @needs_zstd
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux's /proc")
 def test_recompression_memory_does_not_grow_with_the_number_of_layers(tmp_path: Path) -> None:
@@ -322,7 +294,7 @@ def test_recompression_memory_does_not_grow_with_the_number_of_layers(tmp_path: 
         img = make_image(count, (8 * 1024 * 1024,) * count, compresslevel=0)
         src = write_oci_layout(tmp_path / f"src{count}", {"t": img})
         out = tmp_path / f"out{count}"
-        peaks[count] = _peak_rss_mib(
+        peaks[count] = command_peak_mib(
             "copy", "--quiet", "--dest-compress-format", "zstd", f"oci:{src}:t", f"oci:{out}:t"
         )
         layers = oci_manifest(out, "t")["layers"]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from imagebuilder import make_image, make_multiarch, write_oci_layout
+from peakmem import command_peak_mib
 from registry_fixtures import RunningRegistry
 
 from imagetypes import TransportOptions
@@ -127,3 +128,25 @@ def test_concurrent_copies_upload_a_shared_blob_once(
             CopyOptions(source_options=INSECURE),
         )
         assert got.manifest == img.manifest
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux's /proc")
+def test_push_memory_does_not_grow_with_the_number_of_layers(
+    registry: RunningRegistry, tmp_path: Path
+) -> None:
+    """Pushing sixteen 6 MiB layers (six workers) needs about what two need, under 100 MiB:
+    only blobs under docker.monolithic_limit are held in memory for their one PUT (with an
+    8 MiB limit each worker held its layer: about 150 MiB)."""
+    peaks = {}
+    for count in (2, 16):
+        img = make_image(40 + count, (6 * 1024 * 1024,) * count, compresslevel=0)
+        src = write_oci_layout(tmp_path / f"src{count}", {"t": img})
+        dest = f"docker://{registry.host}/peak/push{count}:t"
+        peaks[count] = command_peak_mib(
+            "copy", "--quiet", "--dest-tls-verify=false", f"oci:{src}:t", dest
+        )
+        pulled = tmp_path / f"back{count}"
+        result = copy_image(dest, f"oci:{pulled}:t", CopyOptions(source_options=INSECURE))
+        assert result.manifest_digest == img.digest  # every layer there, byte for byte
+    assert peaks[16] < 100, peaks
+    assert peaks[16] - peaks[2] < 24, peaks

@@ -12,7 +12,8 @@ Settings beyond :class:`~imagetypes.TransportOptions` go in its ``extra`` mappin
 - ``docker.event_hooks``: httpx event hooks (``{"request": [...], "response": [...]}``);
 - ``docker.timeout``: network timeout in seconds (default 60);
 - ``docker.upload_chunk_size``: the largest PATCH of an upload, in bytes (default 0: each blob
-  is streamed in one PATCH); ``docker.monolithic_limit``: blobs up to this size go in one PUT;
+  is streamed in one PATCH); ``docker.monolithic_limit``: blobs up to this size go in one PUT
+  (default 2 MiB);
 - ``docker.upload_replay_window``: how many of the last bytes sent are kept to resume a failed
   PATCH (default 4 MiB);
 - ``docker.direct_read_min``: blobs at least this large, over plain HTTP/1.1, are read straight
