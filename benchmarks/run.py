@@ -459,16 +459,20 @@ def registry_rows(ctx: Context, fixture: Fixture, layout: Path, groups: set[str]
     def push_maker(tool: str) -> Maker:
         def make(i: int) -> Job:
             reg = ctx.new_registry()
+            tmp = ctx.scratch / f"oras-tmp-push-{i}"
             if tool == "oras":
-                argv = [ctx.python, str(ORAS_JOB), "push", reg.host, "bench/push:latest"]
-                argv += [str(p) for p in layers]
+                argv = [ctx.python, str(ORAS_JOB), "push", str(tmp), reg.host]
+                argv += ["bench/push:latest", *(str(p) for p in layers)]
             else:
                 argv = copy_argv(
                     ctx, tool, f"oci:{layout}:{TAG}", f"docker://{reg.host}/bench/push:latest"
                 )
-            return Job(
-                argv, _expect_tag(reg, "bench/push", "latest"), lambda: ctx.drop_registry(reg)
-            )
+
+            def cleanup() -> None:
+                ctx.drop_registry(reg)
+                _rm(tmp)()
+
+            return Job(argv, _expect_tag(reg, "bench/push", "latest"), cleanup)
 
         return make
 
@@ -490,8 +494,15 @@ def registry_rows(ctx: Context, fixture: Fixture, layout: Path, groups: set[str]
         def make(i: int) -> Job:
             out = ctx.scratch / f"{tool}-pull-{i}"
             if tool == "oras":
-                argv = [ctx.python, str(ORAS_JOB), "pull", main.host, f"{repo}:latest", str(out)]
-                return Job(argv, _expect_layers(out, len(layers)), _rm(out))
+                tmp = ctx.scratch / f"oras-tmp-pull-{i}"
+                argv = [ctx.python, str(ORAS_JOB), "pull", str(tmp), main.host]
+                argv += [f"{repo}:latest", str(out)]
+
+                def cleanup() -> None:
+                    _rm(out)()
+                    _rm(tmp)()
+
+                return Job(argv, _expect_layers(out, len(layers)), cleanup)
             argv = copy_argv(ctx, tool, source_ref, f"oci:{out}:{TAG}")
             return Job(argv, _expect_file(out / "index.json"), _rm(out))
 
