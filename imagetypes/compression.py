@@ -690,6 +690,22 @@ def _give_zstd_turn(owner: int) -> None:
         _zstd_turns.notify_all()
 
 
+def _start_afresh_after_fork() -> None:
+    """In a forked child: the parent's pool threads, and the blocks and turns its streams
+    held, are not this process's. Forget them (the pool is made again on first use); else
+    the child's first compression waits forever for threads that do not exist in it."""
+    global _pool, _pool_lock, _slots_lock, _slots_used, _zstd_turns, _zstd_holders
+    _pool = None
+    _pool_lock = threading.Lock()
+    _slots_lock = threading.Lock()
+    _slots_used = 0
+    _zstd_turns = threading.Condition()
+    _zstd_holders = {}
+
+
+os.register_at_fork(after_in_child=_start_afresh_after_fork)
+
+
 _Item = bytes | BaseException | None  # output, a failure, or the end
 
 

@@ -1437,6 +1437,20 @@ _writers_lock = threading.Lock()
 _writers: dict[tuple[str, str, Digest], tuple[threading.Lock, int]] = {}
 
 
+def _start_afresh_after_fork() -> None:
+    """In a forked child: the turns and writers' locks held by the parent's threads are not
+    this process's (those threads do not exist in it); else the child's copies could wait for
+    them forever."""
+    global _transform_turns, _transforming, _writers_lock
+    _transform_turns = threading.Condition()
+    _transforming = 0
+    _writers_lock = threading.Lock()
+    _writers.clear()
+
+
+os.register_at_fork(after_in_child=_start_afresh_after_fork)
+
+
 @contextmanager
 def _sole_writer(key: tuple[str, str, Digest]) -> Iterator[None]:
     """Let one copy in this process at a time transfer a blob to one destination repository.

@@ -820,3 +820,30 @@ def test_with_compression_refuses_what_has_no_variant() -> None:
         with_compression(mt.DOCKER_LAYER, "zstd")
     with pytest.raises(UnsupportedError, match="not a layer media type"):
         with_compression(mt.OCI_CONFIG, "gzip")
+
+
+def _compress_in_threads() -> int:
+    data = random.Random(7).randbytes(12 * 1024 * 1024)
+    reader = compression.compressing_reader(io.BytesIO(data), "gzip", threads=2)
+    compressed = b"".join(iter(lambda: reader.read(1 << 20), b""))
+    return len(gzip.decompress(compressed))
+
+
+def _child_compresses() -> None:
+    assert _compress_in_threads() == 12 * 1024 * 1024
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="fork start method")
+def test_a_forked_child_compresses_on_threads_of_its_own() -> None:
+    """The parent's compression pool has threads; a child forked from it (multiprocessing's
+    fork) has none of them: its first compression waited forever for them."""
+    import multiprocessing
+
+    assert _compress_in_threads() == 12 * 1024 * 1024  # the parent's pool is up
+    child = multiprocessing.get_context("fork").Process(target=_child_compresses)
+    child.start()
+    child.join(60)
+    if child.exitcode is None:
+        child.kill()
+    assert child.exitcode == 0
+    assert _compress_in_threads() == 12 * 1024 * 1024  # and the parent's still works

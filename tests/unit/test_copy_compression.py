@@ -497,3 +497,52 @@ def test_corrupt_large_layer_on_zstd_worker_threads_fails_and_frees_the_turn(
     store.add_built("good", good)
     copy_image("memory:good", "memory:zstd2", CopyOptions(dest_compress_format="zstd"))
     check_layers(store, "zstd2", good, mt.OCI_LAYER_ZSTD)
+
+
+def _child_takes_a_turn_and_the_writer(key: tuple[str, str, Digest]) -> None:
+    import threading
+
+    from imagetypes.copy import _engine
+
+    desc = Descriptor(mt.OCI_LAYER_GZIP, key[2], 1)
+    with _engine._transform_turn(desc, threading.Event()), _engine._sole_writer(key):
+        pass
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="fork start method")
+def test_a_forked_child_does_not_wait_for_the_parents_turns(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A thread of the parent holds the one transform turn and a blob's writer lock when the
+    process forks: the child, where that thread does not exist, takes both at once."""
+    import multiprocessing
+    import threading
+
+    from imagetypes.copy import _engine
+
+    monkeypatch.setattr(_engine, "transform_streams", 1)
+    key = ("docker", "r.example/app", Digest.from_bytes(b"layer"))
+    desc = Descriptor(mt.OCI_LAYER_GZIP, key[2], 1)
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with _engine._transform_turn(desc, threading.Event()), _engine._sole_writer(key):
+            holding.set()
+            release.wait(60)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert holding.wait(10)
+        child = multiprocessing.get_context("fork").Process(
+            target=_child_takes_a_turn_and_the_writer, args=(key,)
+        )
+        child.start()
+        child.join(30)
+        if child.exitcode is None:
+            child.kill()
+        assert child.exitcode == 0
+    finally:
+        release.set()
+        holder.join()
+    _child_takes_a_turn_and_the_writer(key)  # the parent's are free again
