@@ -13,7 +13,9 @@ The matrix, each row on the same fixtures for every tool:
 - sync: 20 tags sharing layers, registry -> fresh registry;
 - curve: oci -> oci of 1 to 200 small layers, for the cost of one layer;
 - bytes: oci -> oci of one layer of 8 to 512 MiB, for the cost of a byte (and a peak RSS that
-  does not grow with the layer).
+  does not grow with the layer);
+- memory: gzip -> zstd between layouts and a push, of 2 to 32 layers of 6 MiB, for a peak RSS
+  that does not grow with the number of layers either.
 
 Registries are Debian's ``docker-registry`` on 127.0.0.1 with temporary storage, started here.
 Fixtures (OCI layouts of random, incompressible data) are built once into a cache folder. Every
@@ -73,9 +75,9 @@ WALL_VS_SKOPEO = 0.5
 WALL_VS_FLOOR = 1.5
 RSS_LIMIT_MIB = 100
 
-GROUPS = ("local", "push", "pull", "registry", "recompress", "sync", "curve", "bytes")
+GROUPS = ("local", "push", "pull", "registry", "recompress", "sync", "curve", "bytes", "memory")
 # Groups reported as curves (a fit through their rows), not judged against a target.
-_CURVES = frozenset({"curve", "bytes"})
+_CURVES = frozenset({"curve", "bytes", "memory"})
 #: Groups whose rows talk to a registry: their tables show what the registries spent.
 _SERVED_GROUPS = frozenset({"push", "pull", "registry", "sync"})
 
@@ -88,6 +90,10 @@ FULL_CURVE = (1, 10, 50, 100, 200)
 QUICK_CURVE = (1, 10)
 FULL_SIZES = (8 * MiB, 32 * MiB, 128 * MiB, 512 * MiB)
 QUICK_SIZES = (1 * MiB, 4 * MiB)
+# Layer counts (and their size) of the memory group: many layers moved at once, each a few MiB
+# (under 8 MiB, where a push held every worker's layer in memory until this group found it).
+FULL_MEMORY = ((2, 8, 32), 6 * MiB)
+QUICK_MEMORY = ((2, 4), 1 * MiB)
 FULL_SYNC = sync_fixture(20, (16 * MiB, 8 * MiB), 1 * MiB, "sync-20x")
 QUICK_SYNC = sync_fixture(3, (1 * MiB,), 64 * 1024, "quick-sync-3x")
 
@@ -675,6 +681,65 @@ def curve_rows(ctx: Context, fixture: Fixture, group: str = "curve") -> list[Row
     ]
 
 
+def memory_rows(ctx: Context, fixture: Fixture) -> list[Row]:
+    """gzip -> zstd between layouts, and a push to a fresh registry, of ``fixture``: one point of
+    the peak memory by layer count."""
+    layout = fixture_layout(ctx.cache, fixture)
+
+    def recompress_maker(tool: str) -> Maker:
+        def make(i: int) -> Job:
+            out = ctx.scratch / f"{tool}-memory-zstd-{i}"
+            argv = copy_argv(
+                ctx,
+                tool,
+                f"oci:{layout}:{TAG}",
+                f"oci:{out}:{TAG}",
+                "--dest-compress-format",
+                "zstd",
+            )
+            return Job(argv, _expect_zstd(out), _rm(out))
+
+        return make
+
+    def push_maker(tool: str) -> Maker:
+        def make(i: int) -> Job:
+            reg = ctx.new_registry()
+            dest = f"docker://{reg.host}/memory/push:latest"
+            argv = copy_argv(ctx, tool, f"oci:{layout}:{TAG}", dest)
+            return Job(
+                argv, _expect_tag(reg, "memory/push", "latest"), lambda: ctx.drop_registry(reg)
+            )
+
+        return make
+
+    rows = [
+        Row(
+            "memory",
+            MEMORY_RECOMPRESS,
+            fixture,
+            fixture.total,
+            ("gunzip_stored", "sha256", "zstd_compress", "sha256", "file_copy_fsync"),
+            {tool: recompress_maker(tool) for tool in ctx.tools},
+        )
+    ]
+    if ctx.registry is not None:
+        rows.append(
+            Row(
+                "memory",
+                MEMORY_PUSH,
+                fixture,
+                fixture.total,
+                ("sha256", "http_put"),
+                {tool: push_maker(tool) for tool in ctx.tools},
+            )
+        )
+    return rows
+
+
+MEMORY_RECOMPRESS = "oci -> oci, gzip -> zstd"
+MEMORY_PUSH = "oci -> registry (push)"
+
+
 def fixture_layout(cache: Path, fixture: Fixture) -> Path:
     """Build (or find) the fixture's layout, saying how long it took."""
     start = time.perf_counter()
@@ -807,6 +872,7 @@ def render(
     matrix = [r for r in rows if r.group not in _CURVES]
     curve = [r for r in rows if r.group == "curve"]
     sizes = [r for r in rows if r.group == "bytes"]
+    memory = [r for r in rows if r.group == "memory"]
     verdicts = {id(r): judge(r, floor) for r in rows}
     judged = [r for r in matrix if verdicts[id(r)].wall_ok is not None]
     met = [r for r in judged if verdicts[id(r)].wall_ok]
@@ -824,6 +890,13 @@ def render(
         f"- Peak RSS under {RSS_LIMIT_MIB} MiB: met on "
         f"**{len(rss_met)} of {len(rss_judged)}** rows.",
     ]
+    peaks = [res.median("max_rss_kib") / 1024 for r in memory if (res := r.result("imagetypes"))]
+    if peaks:
+        counts = sorted({r.fixture.layer_count for r in memory})
+        lines.append(
+            f"- Peak RSS by layer count ({counts[0]} to {counts[-1]} layers, see below): at most "
+            f"**{max(peaks):.0f} MiB**."
+        )
     missed = [r for r in judged if not verdicts[id(r)].wall_ok]
     if missed:
         lines.append(
@@ -926,6 +999,8 @@ def render(
         lines += _render_curve(curve)
     if sizes:
         lines += _render_sizes(sizes)
+    if memory:
+        lines += _render_memory(memory)
     if floor is not None:
         lines += _render_floor(floor)
     if skipped:
@@ -983,6 +1058,46 @@ def _render_sizes(sizes: Sequence[Row]) -> list[str]:
         lambda r: r.nbytes / GiB,
         lambda b: f"{b:.2f} s per GiB ({1024 / b:.0f} MiB/s)",
     )
+
+
+def _render_memory(memory: Sequence[Row]) -> list[str]:
+    """Peak RSS by layer count: a line per count, a column per operation and tool."""
+    size = next(iter(next(iter(memory[0].fixture.images.values())))).size
+    titles = [t for t in (MEMORY_RECOMPRESS, MEMORY_PUSH) if any(r.title == t for r in memory)]
+    tools = [t for t in ("imagetypes", "skopeo") if any(r.result(t) for r in memory)]
+    counts = sorted({r.fixture.layer_count for r in memory})
+    lines = [
+        "## Peak memory by layer count",
+        "",
+        f"One image of N layers of {size_text(size)} each, {' and '.join(titles)} (a fresh "
+        "registry each run): the peak RSS of each tool, the median of its runs. Memory must not "
+        f"grow with the image, whatever its size or number of layers (target: under "
+        f"{RSS_LIMIT_MIB} MiB).",
+        "",
+        "| Layers | Bytes | "
+        + " | ".join(f"{title}: {tool} (MiB)" for title in titles for tool in tools)
+        + " |",
+        "|---:|---:|" + "---:|" * (len(titles) * len(tools)),
+    ]
+    worst: float = 0
+    for count in counts:
+        at = {r.title: r for r in memory if r.fixture.layer_count == count}
+        any_row = next(iter(at.values()))
+        cells = [str(count), size_text(any_row.nbytes)]
+        for title in titles:
+            for tool in tools:
+                res = at[title].result(tool) if title in at else None
+                if res is None:
+                    cells.append("failed")
+                    continue
+                mib = res.median("max_rss_kib") / 1024
+                if tool == "imagetypes":
+                    worst = max(worst, mib)
+                cells.append(f"{mib:.0f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    verdict = "under" if worst < RSS_LIMIT_MIB else "**over**"
+    lines += ["", f"- imagetypes: at most {worst:.0f} MiB, {verdict} {RSS_LIMIT_MIB} MiB.", ""]
+    return lines
 
 
 def _render_fit(
@@ -1133,7 +1248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     floor: Floor | None = None
     try:
         layouts = {f.name: fixture_layout(cache, f) for f in fixtures}
-        needs_registry = bool(groups & {"push", "pull", "registry", "sync"}) or want_floor
+        needs_registry = bool(groups & {"push", "pull", "registry", "sync", "memory"}) or want_floor
         if needs_registry and REGISTRY_BIN is not None:
             ctx.registry = Registry(scratch)
         if want_floor:
@@ -1182,6 +1297,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "bytes" in groups:
             for size in QUICK_SIZES if args.quick else FULL_SIZES:
                 planned.append(functools.partial(curve_rows, ctx, size_fixture(size), "bytes"))
+        if "memory" in groups:
+            counts, layer_size = QUICK_MEMORY if args.quick else FULL_MEMORY
+            for count in counts:
+                fixture = Fixture.uniform(
+                    f"{'quick-' if args.quick else ''}memory-{count}x{layer_size // MiB}MiB",
+                    count,
+                    layer_size,
+                )
+                planned.append(functools.partial(memory_rows, ctx, fixture))
 
         for plan in planned:
             for row in plan():

@@ -114,6 +114,11 @@ def test_quick_benchmark_writes_report(tmp_path: Path) -> None:
     assert "## Cost per byte" in text
     assert "| 4 MiB |" in text.split("## Cost per byte")[1]
     assert "s per GiB" in text
+    assert "## Peak memory by layer count" in text
+    memory = text.split("## Peak memory by layer count")[1].split("\n## ")[0]
+    assert "| 4 | 4 MiB |" in memory
+    assert "oci -> oci, gzip -> zstd: imagetypes (MiB)" in memory
+    assert "- Peak RSS by layer count (2 to 4 layers" in text
     assert "## The physical floor" in text
     # Every measured command worked (a failure is listed as "failed: ..." in its table).
     for tool in ("imagetypes", "skopeo"):
