@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 BUSY_TIMEOUT = 10.0
 #: Locations returned per blob, most recently seen first.
 MAX_LOCATIONS = 10
+#: Locations kept per blob (the newest): more than are returned, for look-ups of one transport.
+KEPT_LOCATIONS = 32
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS locations (
@@ -295,16 +297,18 @@ class BlobInfoCache:
     def _warn(self, what: str, error: BaseException) -> None:
         log.warning("blob-info cache %s: %s failed: %s", self.path, what, error)
 
-    def _write(self, what: str, statement: str, rows: Sequence[tuple[object, ...]]) -> None:
-        """Run ``statement`` for every row in one write transaction; a failure only warns."""
-        if not rows:
+    def _write(self, what: str, *steps: tuple[str, Sequence[tuple[object, ...]]]) -> None:
+        """Run each step's statement for every one of its rows, all in one write transaction; a
+        failure only warns."""
+        if not any(rows for _, rows in steps):
             return
         import sqlite3
 
         try:
             with self._connect() as conn:
                 conn.execute("BEGIN IMMEDIATE")
-                conn.executemany(statement, rows)
+                for statement, rows in steps:
+                    conn.executemany(statement, rows)
                 conn.execute("COMMIT")
         except (sqlite3.Error, OSError) as e:
             self._warn(what, e)
@@ -333,12 +337,22 @@ class BlobInfoCache:
         rows = [
             (str(d), loc.transport, loc.scope, loc.reference, time.time()) for d, loc in entries
         ]
+        digests = sorted({row[0] for row in rows})
         self._write(
             "recording blob locations",
-            "INSERT INTO locations (digest, transport, scope, reference, last_seen) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (digest, transport, scope) DO UPDATE "
-            "SET reference = excluded.reference, last_seen = excluded.last_seen",
-            rows,
+            (
+                "INSERT INTO locations (digest, transport, scope, reference, last_seen) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (digest, transport, scope) DO UPDATE "
+                "SET reference = excluded.reference, last_seen = excluded.last_seen",
+                rows,
+            ),
+            # Only a blob's newest locations are ever read: the file stays bounded however
+            # many repositories and registries a layer is pushed to.
+            (
+                "DELETE FROM locations WHERE digest = ? AND rowid NOT IN (SELECT rowid FROM "
+                f"locations WHERE digest = ? ORDER BY last_seen DESC LIMIT {KEPT_LOCATIONS})",
+                [(d, d) for d in digests],
+            ),
         )
 
     def locations(self, digest: Digest, transport: str | None = None) -> list[BlobLocation]:
@@ -380,11 +394,13 @@ class BlobInfoCache:
         now = time.time()
         self._write(
             "recording digest pairs",
-            "INSERT INTO uncompressed (compressed, uncompressed, compression, last_seen) "
-            "VALUES (?, ?, ?, ?) ON CONFLICT (compressed) DO UPDATE "
-            "SET uncompressed = excluded.uncompressed, "
-            "compression = excluded.compression, last_seen = excluded.last_seen",
-            [(str(c), str(u), comp, now) for c, u, comp in pairs],
+            (
+                "INSERT INTO uncompressed (compressed, uncompressed, compression, last_seen) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (compressed) DO UPDATE "
+                "SET uncompressed = excluded.uncompressed, "
+                "compression = excluded.compression, last_seen = excluded.last_seen",
+                [(str(c), str(u), comp, now) for c, u, comp in pairs],
+            ),
         )
 
     def uncompressed_digest(self, digest: Digest) -> Digest | None:

@@ -30,7 +30,7 @@ from imagetypes.copy import (  # noqa: E402
     copy_image,
     default_cache_path,
 )
-from imagetypes.copy._cache import MAX_LOCATIONS  # noqa: E402
+from imagetypes.copy._cache import KEPT_LOCATIONS, MAX_LOCATIONS  # noqa: E402
 from imagetypes.digest import Digest  # noqa: E402
 from imagetypes.plugins import reset_transports  # noqa: E402
 from imagetypes.testing.memory import MemoryStore, MemoryTransport  # noqa: E402
@@ -125,6 +125,22 @@ def test_locations_of_reads_only_the_newest_rows_of_each_blob(
         ).fetchall()
     assert "locations_by_age" in str(plan)
     assert "TEMP B-TREE" not in str(plan)
+
+
+def test_only_the_newest_locations_of_a_blob_are_kept(tmp_path: Path) -> None:
+    """A layer pushed to ever more repositories: the file keeps its KEPT_LOCATIONS newest
+    locations (only the newest are read), and other blobs keep theirs."""
+    cache = BlobInfoCache(tmp_path / "c.sqlite")
+    cache.record_locations([(D2, BlobLocation("docker", "other/x", "docker://other/x:1"))])
+    for n in range(KEPT_LOCATIONS + 8):  # one by one: each newer than the last
+        cache.record_locations([(D1, BlobLocation("docker", f"r{n}/x", f"docker://r{n}/x:1"))])
+    with sqlite3.connect(cache.path) as conn:
+        kept = conn.execute(
+            "SELECT scope FROM locations WHERE digest = ? ORDER BY last_seen", (str(D1),)
+        ).fetchall()
+    assert [scope for (scope,) in kept] == [f"r{n}/x" for n in range(8, KEPT_LOCATIONS + 8)]
+    assert [loc.scope for loc in cache.locations(D2)] == ["other/x"]
+    assert cache.locations(D1)[0].scope == f"r{KEPT_LOCATIONS + 7}/x"
 
 
 def test_digest_pairs(tmp_path: Path) -> None:
