@@ -41,15 +41,12 @@ import threading
 import zlib
 from concurrent.futures import Future, ThreadPoolExecutor
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from . import mediatypes as mt
 from ._closing import Closing
 from .digest import CHUNK_SIZE, Readable, close_stream, read_all
 from .errors import CompressionError, UnsupportedError
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = [
     "GZIP_BLOCK_SIZE",

@@ -7,15 +7,12 @@ import os
 import re
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import Protocol, cast
 
 import attrs
 
 from ._closing import Closing
 from .errors import DigestMismatchError, InvalidDigestError, SizeMismatchError
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = [
     "CHUNK_SIZE",
