@@ -357,27 +357,27 @@ class BlobInfoCache:
 
     def locations(self, digest: Digest, transport: str | None = None) -> list[BlobLocation]:
         """Where the blob was seen, most recently first (at most :data:`MAX_LOCATIONS`)."""
-        query = "SELECT transport, scope, reference FROM locations WHERE digest = ?"
-        params: list[object] = [str(digest)]
-        if transport is not None:
-            query += " AND transport = ?"
-            params.append(transport)
-        query += f" ORDER BY last_seen DESC LIMIT {MAX_LOCATIONS}"
-        rows = self._rows("reading blob locations", query, params)
-        return [BlobLocation(str(t), str(s), str(r)) for t, s, r in rows]
+        return self._newest([digest], transport)[digest]
 
     def locations_of(self, digests: Iterable[Digest]) -> dict[Digest, list[BlobLocation]]:
-        """:meth:`locations` of many blobs in one query (every digest asked is a key)."""
+        """:meth:`locations` of many blobs in one turn on the connection (every digest asked
+        is a key)."""
+        return self._newest(digests, None)
+
+    def _newest(
+        self, digests: Iterable[Digest], transport: str | None
+    ) -> dict[Digest, list[BlobLocation]]:
         wanted = sorted(set(digests), key=str)
-        # One statement per blob, all in one turn on the connection: with the index on
-        # (digest, last_seen) each reads its newest MAX_LOCATIONS rows and stops, where one
-        # query for all would sort every location of every blob (a long-lived cache holds
-        # hundreds for a base layer) to keep ten of each.
+        # One statement per blob: with the index on (digest, last_seen) each reads its newest
+        # rows and stops, where one query for all would sort every location of every blob (a
+        # cache holds up to KEPT_LOCATIONS for a base layer) to keep MAX_LOCATIONS of each.
+        query = "SELECT transport, scope, reference FROM locations WHERE digest = ?"
+        if transport is not None:
+            query += " AND transport = ?"
+        query += f" ORDER BY last_seen DESC LIMIT {MAX_LOCATIONS}"
+        extra = () if transport is None else (transport,)
         per_blob = self._rows_each(
-            "reading blob locations",
-            "SELECT transport, scope, reference FROM locations WHERE digest = ? "
-            f"ORDER BY last_seen DESC LIMIT {MAX_LOCATIONS}",
-            [(str(d),) for d in wanted],
+            "reading blob locations", query, [(str(d), *extra) for d in wanted]
         )
         return {
             d: [BlobLocation(str(t), str(s), str(r)) for t, s, r in rows]
