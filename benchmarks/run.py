@@ -462,26 +462,7 @@ def registry_rows(ctx: Context, fixture: Fixture, layout: Path, groups: set[str]
     layers = layer_files(layout)
 
     # push: to a fresh registry every run, so nothing is there yet
-    def push_maker(tool: str) -> Maker:
-        def make(i: int) -> Job:
-            reg = ctx.new_registry()
-            tmp = ctx.scratch / f"oras-tmp-push-{i}"
-            if tool == "oras":
-                argv = [ctx.python, str(ORAS_JOB), "push", str(tmp), reg.host]
-                argv += ["bench/push:latest", *(str(p) for p in layers)]
-            else:
-                argv = copy_argv(
-                    ctx, tool, f"oci:{layout}:{TAG}", f"docker://{reg.host}/bench/push:latest"
-                )
-
-            def cleanup() -> None:
-                ctx.drop_registry(reg)
-                _rm(tmp)()
-
-            return Job(argv, _expect_tag(reg, "bench/push", "latest"), cleanup)
-
-        return make
-
+    push_maker = _push_maker(ctx, layout, "bench/push")
     tools = list(ctx.tools) + (["oras"] if ctx.have_oras else [])
     rows.append(
         Row(
@@ -489,7 +470,7 @@ def registry_rows(ctx: Context, fixture: Fixture, layout: Path, groups: set[str]
             "oci -> registry (push)",
             fixture,
             fixture.total,
-            ("sha256", "http_put"),
+            _PUSH_STAGES,
             {tool: push_maker(tool) for tool in tools},
             "to a fresh registry each run; oras pushes the layer files as an artifact "
             "(its own manifest, no config conversion)",
@@ -581,10 +562,44 @@ def _expect_layers(outdir: Path, count: int) -> Callable[[], None]:
     return check
 
 
-def recompress_rows(ctx: Context, fixture: Fixture, layout: Path) -> list[Row]:
+#: The floor's stages of a push, and of gzip -> zstd (hashing both forms of each layer).
+_PUSH_STAGES = ("sha256", "http_put")
+_RECOMPRESS_STAGES = ("gunzip_stored", "sha256", "zstd_compress", "sha256", "file_copy_fsync")
+
+
+def _push_maker(ctx: Context, layout: Path, repository: str) -> Callable[[str], Maker]:
+    """Each tool's push of ``layout`` to a fresh registry per run (oras pushes the layer files
+    as an artifact, from a temporary folder of its own)."""
+    layers = layer_files(layout)
+
     def maker_for(tool: str) -> Maker:
         def make(i: int) -> Job:
-            out = ctx.scratch / f"{tool}-zstd-{i}"
+            reg = ctx.new_registry()
+            tmp = ctx.scratch / f"oras-tmp-push-{i}"
+            if tool == "oras":
+                argv = [ctx.python, str(ORAS_JOB), "push", str(tmp), reg.host]
+                argv += [f"{repository}:latest", *(str(p) for p in layers)]
+            else:
+                dest = f"docker://{reg.host}/{repository}:latest"
+                argv = copy_argv(ctx, tool, f"oci:{layout}:{TAG}", dest)
+
+            def cleanup() -> None:
+                ctx.drop_registry(reg)
+                _rm(tmp)()
+
+            return Job(argv, _expect_tag(reg, repository, "latest"), cleanup)
+
+        return make
+
+    return maker_for
+
+
+def _recompress_maker(ctx: Context, layout: Path, label: str) -> Callable[[str], Maker]:
+    """Each tool's gzip -> zstd of ``layout`` into a new layout per run, named after ``label``."""
+
+    def maker_for(tool: str) -> Maker:
+        def make(i: int) -> Job:
+            out = ctx.scratch / f"{tool}-{label}-{i}"
             argv = copy_argv(
                 ctx,
                 tool,
@@ -597,13 +612,18 @@ def recompress_rows(ctx: Context, fixture: Fixture, layout: Path) -> list[Row]:
 
         return make
 
+    return maker_for
+
+
+def recompress_rows(ctx: Context, fixture: Fixture, layout: Path) -> list[Row]:
+    maker_for = _recompress_maker(ctx, layout, "zstd")
     return [
         Row(
             "recompress",
             "oci -> oci, gzip -> zstd",
             fixture,
             fixture.total,
-            ("gunzip_stored", "sha256", "zstd_compress", "sha256", "file_copy_fsync"),
+            _RECOMPRESS_STAGES,
             {tool: maker_for(tool) for tool in ctx.tools},
             "`--dest-compress-format zstd`; the floor counts hashing both forms of each layer",
         )
@@ -685,40 +705,15 @@ def memory_rows(ctx: Context, fixture: Fixture) -> list[Row]:
     """gzip -> zstd between layouts, and a push to a fresh registry, of ``fixture``: one point of
     the peak memory by layer count."""
     layout = fixture_layout(ctx.cache, fixture)
-
-    def recompress_maker(tool: str) -> Maker:
-        def make(i: int) -> Job:
-            out = ctx.scratch / f"{tool}-memory-zstd-{i}"
-            argv = copy_argv(
-                ctx,
-                tool,
-                f"oci:{layout}:{TAG}",
-                f"oci:{out}:{TAG}",
-                "--dest-compress-format",
-                "zstd",
-            )
-            return Job(argv, _expect_zstd(out), _rm(out))
-
-        return make
-
-    def push_maker(tool: str) -> Maker:
-        def make(i: int) -> Job:
-            reg = ctx.new_registry()
-            dest = f"docker://{reg.host}/memory/push:latest"
-            argv = copy_argv(ctx, tool, f"oci:{layout}:{TAG}", dest)
-            return Job(
-                argv, _expect_tag(reg, "memory/push", "latest"), lambda: ctx.drop_registry(reg)
-            )
-
-        return make
-
+    recompress_maker = _recompress_maker(ctx, layout, "memory-zstd")
+    push_maker = _push_maker(ctx, layout, "memory/push")
     rows = [
         Row(
             "memory",
             MEMORY_RECOMPRESS,
             fixture,
             fixture.total,
-            ("gunzip_stored", "sha256", "zstd_compress", "sha256", "file_copy_fsync"),
+            _RECOMPRESS_STAGES,
             {tool: recompress_maker(tool) for tool in ctx.tools},
         )
     ]
@@ -729,7 +724,7 @@ def memory_rows(ctx: Context, fixture: Fixture) -> list[Row]:
                 MEMORY_PUSH,
                 fixture,
                 fixture.total,
-                ("sha256", "http_put"),
+                _PUSH_STAGES,
                 {tool: push_maker(tool) for tool in ctx.tools},
             )
         )
