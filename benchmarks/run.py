@@ -24,6 +24,10 @@ wall time, CPU time (user + system) and peak RSS (from ``wait4``), judges each r
 target, and is written as Markdown to ``docs/benchmarks.md`` (``--quick``: small fixtures,
 report to stdout unless ``--output``).
 
+Registry-to-registry rows also time ``floorclient`` (benchmarks/floorclient, Go, built here
+when ``go`` is installed): the protocol's minimum requests and nothing else, the least any client
+can take against the same registries, which is the floor of those rows.
+
 Set-up: ``pip install -e '.[bench]'`` (the fast compressors and oras-py) and Debian's
 ``skopeo`` and ``docker-registry``; a tool or group that is missing is skipped and said so.
 """
@@ -69,6 +73,9 @@ REPO = HERE.parent
 DEFAULT_OUTPUT = REPO / "docs" / "benchmarks.md"
 ANALYSIS = HERE / "analysis.md"
 ORAS_JOB = HERE / "oras_job.py"
+FLOOR_CLIENT_SOURCE = HERE / "floorclient"
+#: The tool name of benchmarks/floorclient in the tables.
+FLOOR_CLIENT = "floor client"
 
 #: The targets every row is judged by.
 WALL_VS_SKOPEO = 0.5
@@ -278,6 +285,8 @@ class Context:
     tools: list[str]
     have_oras: bool
     registry: Registry | None = None
+    #: The built benchmarks/floorclient, when ``go`` could build it.
+    floor_client: Path | None = None
     registry_sources: dict[str, str] = field(default_factory=dict)
     fresh: list[Registry] = field(default_factory=list)
 
@@ -293,6 +302,30 @@ class Context:
         reg.stop()
         if reg in self.fresh:
             self.fresh.remove(reg)
+
+
+def build_floor_client(cache: Path) -> tuple[Path | None, str]:
+    """Build benchmarks/floorclient into ``cache``; its path, or None and why not."""
+    go = shutil.which("go")
+    if go is None:
+        return None, "`go` is not installed"
+    out = cache / "floorclient"
+    env = {**os.environ, "GOFLAGS": "-mod=mod", "CGO_ENABLED": "0"}
+    done = subprocess.run(
+        [go, "build", "-o", str(out), "."],
+        cwd=FLOOR_CLIENT_SOURCE,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        return None, f"`go build` failed: {done.stderr.strip()[-300:]}"
+    return out, ""
+
+
+def _tools_with_floor(ctx: Context) -> list[str]:
+    return [*ctx.tools, *([FLOOR_CLIENT] if ctx.floor_client else [])]
 
 
 def _tls(src: str, dst: str) -> list[str]:
@@ -510,7 +543,11 @@ def registry_rows(ctx: Context, fixture: Fixture, layout: Path, groups: set[str]
     def cold_maker(tool: str) -> Maker:
         def make(i: int) -> Job:
             reg = ctx.new_registry()
-            argv = copy_argv(ctx, tool, source_ref, f"docker://{reg.host}/bench/copy:latest")
+            if tool == FLOOR_CLIENT:
+                argv = [str(ctx.floor_client), "copy", main.host, repo, reg.host, "bench/copy"]
+                argv.append("latest")
+            else:
+                argv = copy_argv(ctx, tool, source_ref, f"docker://{reg.host}/bench/copy:latest")
             return Job(
                 argv, _expect_tag(reg, "bench/copy", "latest"), lambda: ctx.drop_registry(reg)
             )
@@ -524,15 +561,18 @@ def registry_rows(ctx: Context, fixture: Fixture, layout: Path, groups: set[str]
             fixture,
             fixture.total,
             ("http_get", "sha256", "http_put"),
-            {tool: cold_maker(tool) for tool in ctx.tools},
+            {tool: cold_maker(tool) for tool in _tools_with_floor(ctx)},
             "to a fresh registry each run",
         )
     )
 
     def mount_maker(tool: str) -> Maker:
         def make(i: int) -> Job:
-            target = f"mount/{tool}-{'warm' if i < 0 else i}"
-            argv = copy_argv(ctx, tool, source_ref, f"docker://{main.host}/{target}:latest")
+            target = f"mount/{tool.replace(' ', '-')}-{'warm' if i < 0 else i}"
+            if tool == FLOOR_CLIENT:
+                argv = [str(ctx.floor_client), "mount", main.host, repo, target, "latest"]
+            else:
+                argv = copy_argv(ctx, tool, source_ref, f"docker://{main.host}/{target}:latest")
             return Job(argv, _expect_tag(main, target, "latest"))
 
         return make
@@ -544,7 +584,7 @@ def registry_rows(ctx: Context, fixture: Fixture, layout: Path, groups: set[str]
             fixture,
             0,
             (),
-            {tool: mount_maker(tool) for tool in ctx.tools},
+            {tool: mount_maker(tool) for tool in _tools_with_floor(ctx)},
             "same registry, another repository: blobs are mounted, not moved; one untimed "
             "warm-up copy per tool first, so each tool's blob-info cache knows the source",
             warmup=True,
@@ -643,14 +683,19 @@ def sync_rows(ctx: Context, fixture: Fixture) -> list[Row]:
     def maker_for(tool: str) -> Maker:
         def make(i: int) -> Job:
             reg = ctx.new_registry()
-            if tool == "imagetypes":
-                argv = [ctx.python, "-m", "imagetypes", "sync", "--quiet"]
-                argv += ["--blob-info-cache", ctx.blob_cache()]
+            if tool == FLOOR_CLIENT:
+                # Where skopeo sync puts them: the repository's last name, at the top.
+                argv = [str(ctx.floor_client), "copy", main.host, repo, reg.host]
+                argv.append(repo.rsplit("/", 1)[-1])
             else:
-                argv = ["skopeo", "sync"]
-            argv += ["--src", "docker", "--dest", "docker"]
-            argv += ["--src-tls-verify=false", "--dest-tls-verify=false"]
-            argv += [f"{main.host}/{repo}", reg.host]
+                if tool == "imagetypes":
+                    argv = [ctx.python, "-m", "imagetypes", "sync", "--quiet"]
+                    argv += ["--blob-info-cache", ctx.blob_cache()]
+                else:
+                    argv = ["skopeo", "sync"]
+                argv += ["--src", "docker", "--dest", "docker"]
+                argv += ["--src-tls-verify=false", "--dest-tls-verify=false"]
+                argv += [f"{main.host}/{repo}", reg.host]
 
             def check() -> None:
                 found = {r: sorted(reg.tags(r)) for r in reg.repositories()}
@@ -670,7 +715,7 @@ def sync_rows(ctx: Context, fixture: Fixture) -> list[Row]:
             fixture,
             fixture.total,
             ("http_get", "sha256", "http_put"),
-            {tool: maker_for(tool) for tool in ctx.tools},
+            {tool: maker_for(tool) for tool in _tools_with_floor(ctx)},
             "to a fresh registry each run; shared layers are moved once",
         )
     ]
@@ -804,6 +849,9 @@ def machine_info(python: str) -> dict[str, str]:
         else "missing",
         "oras-py version": _package_version("oras"),
         "isal (fast gzip) version": _package_version("isal"),
+        "go version (floor client)": _first_line(["go", "version"])
+        if shutil.which("go")
+        else "missing",
     }
 
 
@@ -821,6 +869,12 @@ def judge(row: Row, floor: Floor | None) -> Verdict:
     ours = row.result("imagetypes")
     theirs = row.result("skopeo")
     floor_s = floor.seconds(row.nbytes, *row.floor_parts) if floor and row.floor_parts else None
+    floor_name = "floor"
+    # Where the row has one, the floor client's time is the floor when it is the larger: what
+    # the registries themselves take to serve the protocol's minimum requests.
+    protocol = row.result(FLOOR_CLIENT)
+    if protocol is not None and (floor_s is None or protocol.median("wall") > floor_s):
+        floor_s, floor_name = protocol.median("wall"), FLOOR_CLIENT
     target: float | None = None
     basis = "no skopeo"
     if theirs is not None:
@@ -828,7 +882,7 @@ def judge(row: Row, floor: Floor | None) -> Verdict:
         basis = f"{WALL_VS_SKOPEO}x skopeo"
         if floor_s is not None and floor_s > target:
             target = WALL_VS_FLOOR * floor_s
-            basis = f"{WALL_VS_FLOOR}x floor"
+            basis = f"{WALL_VS_FLOOR}x {floor_name}"
     wall_ok = None if ours is None or target is None else ours.median("wall") <= target
     rss_ok = None if ours is None else ours.median("max_rss_kib") / 1024 < RSS_LIMIT_MIB
     return Verdict(floor_s, target, basis, wall_ok, rss_ok)
@@ -930,7 +984,12 @@ def render(
         "skopeo uses its own persistent one, as it always does.",
         "- **Floor**: the row's bytes passed once through each stage the job cannot avoid, at "
         "the rates measured on this machine (see [the floor](#the-physical-floor)); start-up is "
-        "not part of it. **Target**: "
+        "not part of it. On registry-to-registry rows, where the registries' work per request "
+        "outweighs the bytes, the wall time of the **floor client** where that is larger: "
+        "`benchmarks/floorclient`, a compiled Go program that sends the protocol's minimum "
+        "requests and nothing else (blobs held in memory, digests checked, no authentication, "
+        "retry, cache, policy or progress), the least any client can take against the same "
+        "registries. **Target**: "
         f"{WALL_VS_SKOPEO}x skopeo's wall time, or {WALL_VS_FLOOR}x the floor where that is "
         "larger.",
         "- The machine is shared (other work ran during the measurements): read the per-run "
@@ -1231,6 +1290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         check=True,
     )
 
+    skipped: list[Skipped] = []
     cache: Path = args.cache_dir
     cache.mkdir(parents=True, exist_ok=True)
     fixtures = QUICK_FIXTURES if args.quick else FULL_FIXTURES
@@ -1238,8 +1298,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     scratch = Path(tempfile.mkdtemp(prefix="runs-", dir=cache))
     ctx = Context(python, scratch, cache, tools, have_oras)
+    if groups & {"registry", "sync"}:
+        ctx.floor_client, why_not = build_floor_client(cache)
+        if ctx.floor_client is None:
+            skipped.append(Skipped("registry/sync", FLOOR_CLIENT, why_not))
     rows: list[Row] = []
-    skipped: list[Skipped] = []
     floor: Floor | None = None
     try:
         layouts = {f.name: fixture_layout(cache, f) for f in fixtures}

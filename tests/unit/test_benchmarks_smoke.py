@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -53,7 +54,7 @@ def test_target_is_half_skopeo_unless_the_floor_is_higher() -> None:
         imagetypes_startup=0.0,
     )
 
-    def row(ours: float, theirs: float, parts: tuple[str, ...]) -> object:
+    def row(ours: float, theirs: float, parts: tuple[str, ...]) -> Any:
         r = run.Row("local", "t", fixture, 100 * run.MiB, parts, {})
         r.results = [
             run.Result("imagetypes", [run.Sample(ours, ours, 50 * 1024)]),
@@ -75,6 +76,24 @@ def test_target_is_half_skopeo_unless_the_floor_is_higher() -> None:
     v = run.judge(row(1.0, 10.0, ("zstd_compress",)), floor)
     assert v.floor is None
     assert v.wall_ok is True
+    # The floor client's time is the floor where it is the larger: 6 s > 0.5 x 10 s.
+    r = row(8.5, 10.0, ("sha256",))
+    r.results.append(run.Result(run.FLOOR_CLIENT, [run.Sample(6.0, 1.0, 10 * 1024)]))
+    v = run.judge(r, floor)
+    assert v.floor == pytest.approx(6.0)
+    assert v.target == pytest.approx(9.0)
+    assert v.basis == "1.5x floor client"
+    assert v.wall_ok is True
+    # ... and not where the bytes' floor is larger, nor where it is under half of skopeo's.
+    r = row(2.9, 3.0, ("sha256", "file_copy_fsync"))
+    r.results.append(run.Result(run.FLOOR_CLIENT, [run.Sample(1.5, 1.0, 10 * 1024)]))
+    assert run.judge(r, floor).basis == "1.5x floor"
+    r = row(5.5, 10.0, ("sha256",))
+    r.results.append(run.Result(run.FLOOR_CLIENT, [run.Sample(3.0, 1.0, 10 * 1024)]))
+    v = run.judge(r, floor)
+    assert v.floor == pytest.approx(3.0)
+    assert v.basis == "0.5x skopeo"
+    assert v.wall_ok is False
 
 
 @pytest.mark.skipif(shutil.which("skopeo") is None, reason="skopeo is not installed")
@@ -109,6 +128,13 @@ def test_quick_benchmark_writes_report(tmp_path: Path) -> None:
             assert f"### {title}: 4 layers x 1 MiB" in text
         assert "loopback HTTP GET" in text
         assert "not measured |" not in text.split("GET")[1][:40]
+        # The protocol floor: timed beside the tools where go builds it, else said why not.
+        mount = text.split("### registry -> registry (mount): 4 layers x 1 MiB")[1][:1500]
+        if shutil.which("go"):
+            assert "| floor client | " in mount
+            assert "| floor client | failed" not in text
+        else:
+            assert "floor client: `go` is not installed" in text
     assert "## Cost per layer" in text
     assert "ms per layer" in text
     assert "## Cost per byte" in text

@@ -1,0 +1,3 @@
+module floorclient
+
+go 1.19
