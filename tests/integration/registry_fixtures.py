@@ -292,14 +292,16 @@ class TokenServer:
     """Issues RS256 JWTs the registry accepts (its signing certificate in ``x5c``).
 
     ``users`` maps names to passwords; ``refresh_tokens`` maps OAuth2 refresh (identity)
-    tokens to names. Authenticated users get every action they ask for; anonymous requests get
-    ``pull`` only when ``anonymous_pull`` is set.
+    tokens to names. Authenticated users get every action they ask for, except on the
+    repositories ``denied`` lists for them (nothing there, as a real token server grants only
+    what it may); anonymous requests get ``pull`` only when ``anonymous_pull`` is set.
     """
 
     workdir: Path
     users: dict[str, str] = field(default_factory=dict)
     refresh_tokens: dict[str, str] = field(default_factory=dict)
     anonymous_pull: bool = False
+    denied: dict[str, set[str]] = field(default_factory=dict)
     service: str = "imagetypes-test-registry"
     issuer: str = "imagetypes-test-issuer"
     lifetime: int = 300
@@ -398,6 +400,8 @@ class TokenServer:
             wanted = [a for a in actions.split(",") if a]
             if account is None:
                 wanted = ["pull"] if self.anonymous_pull and "pull" in wanted else []
+            elif name in self.denied.get(account, set()):
+                wanted = []
             access.append({"type": typ, "name": name, "actions": wanted})
         now = int(time.time())
         header = {"typ": "JWT", "alg": "RS256", "x5c": [base64.b64encode(self._cert_der).decode()]}

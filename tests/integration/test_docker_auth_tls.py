@@ -8,6 +8,8 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import attrs
+import httpx
 import pytest
 from imagebuilder import BuiltImage, make_image
 from registry_fixtures import (
@@ -19,7 +21,7 @@ from registry_fixtures import (
     write_htpasswd,
 )
 
-from imagetypes import BlobInfo, Credentials, TransportOptions
+from imagetypes import BlobInfo, Credentials, Digest, TransportOptions
 from imagetypes_transports.docker import (
     AuthenticationError,
     DockerReference,
@@ -169,8 +171,9 @@ def test_basic_auth_refused(basic_registry: RunningRegistry, creds: Credentials 
 def token_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TokenServer]:
     server = TokenServer(
         tmp_path_factory.mktemp("token-server"),
-        users={"alice": "s3cret"},
+        users={"alice": "s3cret", "bob": "b0b"},
         refresh_tokens={"identity-token-1": "alice"},
+        denied={"bob": {"tok/src", "tok/private"}},
     )
     try:
         yield server
@@ -220,6 +223,47 @@ def test_bearer_push_pull_and_scope_accumulation(
     # Tokens are cached: a handful of fetches for the whole push, not one per request.
     assert len(token_server.requests) <= 3
     assert pull_manifest(ref(token_registry.host, "tok/dst:v1"), ALICE) == img.manifest
+
+
+def test_a_mount_the_token_does_not_allow_falls_back_to_an_upload(
+    token_registry: RunningRegistry, token_server: TokenServer, tmp_path: Path
+) -> None:
+    # Alice reads tok/private; bob may write tok/bob but not read tok/private. A copy between
+    # them on one registry tries a cross-repository mount with bob's token, which the registry
+    # refuses (401: the token lacks pull on tok/private): the blobs are uploaded instead, as
+    # skopeo does, and the copy succeeds.
+    from imagetypes.copy import CopyOptions, copy_image
+
+    img = make_image(37, (3000, 5000, 7000))
+    push(ref(token_registry.host, "tok/private:v1"), img, ALICE)
+    bob = TransportOptions(tls_verify=False, credentials=Credentials("bob", "b0b"))
+    seen: list[tuple[str, str, int]] = []
+
+    def record(response: httpx.Response) -> None:
+        request = response.request
+        seen.append((request.method, str(request.url), response.status_code))
+
+    recorded = attrs.evolve(bob, extra={"docker.event_hooks": {"response": [record]}})
+    token_server.requests.clear()
+    result = copy_image(
+        f"docker://{token_registry.host}/tok/private:v1",
+        f"docker://{token_registry.host}/tok/bob:v1",
+        CopyOptions(source_options=ALICE, destination_options=recorded, concurrency=1),
+    )
+    assert result.manifest_digest == Digest.from_bytes(img.manifest)
+    assert pull_manifest(ref(token_registry.host, "tok/bob:v1"), bob) == img.manifest
+    # The mount was asked for (bob's token requests name tok/private) and refused, once: the
+    # other blobs were asked for (HEAD) and uploaded, with no mount tried again.
+    assert any(
+        r.account == "bob" and any("tok/private" in s for s in r.scopes)
+        for r in token_server.requests
+    )
+    mounts = [(m, status) for m, url, status in seen if "mount=" in url]
+    assert mounts[-1] == ("POST", 401)
+    assert {m for m, _ in mounts} == {"POST"}
+    assert len({url for _, url, _ in seen if "mount=" in url}) == 1
+    heads = [status for m, url, status in seen if m == "HEAD" and "/blobs/" in url]
+    assert heads == [404] * len(img.blobs)
 
 
 def test_bearer_wrong_password(token_registry: RunningRegistry) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -21,7 +22,12 @@ from imagetypes.types import (
 )
 
 from ._client import MAX_MANIFEST_SIZE, RegistryClient, referrers_tag
-from ._errors import AccessDeniedError, RegistryError, RegistryUnsupportedError
+from ._errors import (
+    AccessDeniedError,
+    AuthenticationError,
+    RegistryError,
+    RegistryUnsupportedError,
+)
 from ._mirrors import destination_options
 from ._pool import registry_client
 from ._signatures import SignatureStorage, check_writable, load_registries_d, write_signatures
@@ -32,6 +38,8 @@ if TYPE_CHECKING:
     from ._reference import DockerReference
 
 __all__ = ["MOUNT_FROM_OPTION", "DockerImageDestination"]
+
+log = logging.getLogger(__name__)
 
 #: ``TransportOptions.extra`` key: repositories (names, or references on the same registry) to
 #: try mounting blobs from before uploading them.
@@ -75,6 +83,8 @@ class DockerImageDestination(ImageDestination):
         )
         self._lock = threading.Lock()
         self._mount_sources: list[str] = []
+        # Sources the registry refused our credentials for: not tried again.
+        self._refused: set[str] = set()
         self._top: tuple[bytes, str] | None = None
         self._committed = False
         for source in _as_list(self._options.extra.get(MOUNT_FROM_OPTION) or ()):
@@ -161,24 +171,43 @@ class DockerImageDestination(ImageDestination):
         return info.digest == digest
 
     def try_reusing_blob(self, info: BlobInfo) -> Descriptor | None:
-        if info.digest is None:
+        """The blob's descriptor here if it is here, or once mounted here; else ``None``.
+
+        A mount the registry refuses our credentials for (they may write here and not read
+        there) is not an error: the blob is uploaded instead, as skopeo does, and that source
+        is not tried again.
+        """
+        digest = info.digest
+        if digest is None:
             return None
         repo = self._reference.repository
-        if self._client.surely_absent_blob(repo, info.digest):
+        if self._client.surely_absent_blob(repo, digest):
             size = None  # a new repository of this run: nothing to ask (mounts still tried)
         else:
-            size = self._client.blob_size(repo, info.digest)
+            size = self._client.blob_size(repo, digest)
         if size is not None:
-            return _descriptor(info, info.digest, size)
+            return _descriptor(info, digest, size)
         for source in self.mount_sources:
-            if self._client.mount_blob(repo, info.digest, source, info.size):
-                size = (
-                    info.size
-                    if info.size is not None
-                    else self._client.blob_size(repo, info.digest)
-                )
-                return _descriptor(info, info.digest, size)
+            if self._mount(repo, digest, source, info.size):
+                return self._mounted(info, digest)
         return None
+
+    def _mount(self, repository: str, digest: Digest, source: str, size: int | None) -> bool:
+        with self._lock:
+            if source in self._refused:
+                return False
+        try:
+            return self._client.mount_blob(repository, digest, source, size)
+        except (AuthenticationError, AccessDeniedError) as e:
+            log.debug("not mounting from %s (%s): uploading instead", source, e)
+            with self._lock:
+                self._refused.add(source)
+            return False
+
+    def _mounted(self, info: BlobInfo, digest: Digest) -> Descriptor:
+        if info.size is not None:
+            return _descriptor(info, digest, info.size)
+        return _descriptor(info, digest, self._client.blob_size(self._reference.repository, digest))
 
     def put_blob(
         self, stream: Readable, info: BlobInfo, options: PutBlobOptions | None = None
