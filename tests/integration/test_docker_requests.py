@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 from imagebuilder import BuiltImage, make_image
-from registry_fixtures import Fault, FaultProxy, RunningRegistry
+from registry_fixtures import Fault, FaultProxy, RunningRegistry, start_registry
 
 from imagetypes import BlobInfo, Descriptor, Digest, RetryPolicy, TransportOptions
 from imagetypes.copy import CopyOptions, copy_image
@@ -189,7 +189,7 @@ def test_images_of_one_run_ask_once_per_shared_blob(
 
     name, img = image
     # A repository that exists (a repository new to the run is not asked at all: see
-    # test_sync_clients), so the first copy's client checks each blob.
+    # test_sync_clients), so the first copy's client puts each blob there.
     push(registry.host, "requests/once:base", make_image(92, (100,)))
     rec = Recorder()
     with SharedState() as state:
@@ -201,22 +201,44 @@ def test_images_of_one_run_ask_once_per_shared_blob(
                 CopyOptions(source_options=state.attach(PLAIN), destination_options=options),
             )
     to_dest = [(s.method, s.path, s.status) for s in rec.seen if "/requests/once/" in s.path]
-    heads = [c for c in to_dest if c[0] == "HEAD" and "/blobs/" in c[1]]
-    assert sorted(p for _, p, _ in heads) == sorted(
-        f"/v2/requests/once/blobs/{d}" for d in img.blobs
-    )  # the first copy's, one per blob; none from the second
-    assert all(status == 404 for _, _, status in heads)
+    # The source is on this registry: each blob mounted from it in one request (no HEAD
+    # first), by the first copy only.
+    mounts = [c for c in to_dest if c[0] == "POST"]
+    assert mounts == [("POST", "/v2/requests/once/blobs/uploads/", 201)] * len(img.blobs)
+    assert not [c for c in to_dest if c[0] == "HEAD" and "/blobs/" in c[1]]
     assert [c for c in to_dest if c[0] == "PUT" and "/manifests/" in c[1]] == [
         ("PUT", "/v2/requests/once/manifests/a", 201),
         ("PUT", "/v2/requests/once/manifests/b", 201),
     ]
-    # Without shared state every copy has a client of its own, which asks again.
+    # Without shared state every copy has a client of its own, which mounts again (one
+    # request a blob, though the blobs are there already: a HEAD would be one as well).
     rec2 = Recorder()
     copy_image(
         f"docker://{registry.host}/{name}",
         f"docker://{registry.host}/requests/once:c",
         CopyOptions(source_options=PLAIN, destination_options=rec2.options()),
     )
-    again = [s for s in rec2.seen if s.method == "HEAD" and "/blobs/" in s.path]
-    assert len(again) == len(img.blobs)
-    assert all(s.status == 200 for s in again)
+    blob_requests = [s for s in rec2.seen if "/blobs/" in s.path]
+    assert [(s.method, s.status) for s in blob_requests] == [("POST", 201)] * len(img.blobs)
+
+
+def test_a_copy_from_another_registry_asks_for_each_blob_first(
+    registry: RunningRegistry, image: tuple[str, BuiltImage], tmp_path: Path
+) -> None:
+    # No mount can work across registries: one HEAD a blob, then the uploads.
+    _, img = image
+    other = start_registry(tmp_path / "far")
+    try:
+        push(other.host, "requests/far:v1", img)
+        push(registry.host, "requests/near:base", make_image(93, (100,)))
+        rec = Recorder()
+        copy_image(
+            f"docker://{other.host}/requests/far:v1",
+            f"docker://{registry.host}/requests/near:v1",
+            CopyOptions(source_options=PLAIN, destination_options=rec.options()),
+        )
+    finally:
+        other.stop()
+    heads = [(s.method, s.status) for s in rec.seen if s.method == "HEAD" and "/blobs/" in s.path]
+    assert heads == [("HEAD", 404)] * len(img.blobs)
+    assert not [s for s in rec.seen if s.method == "POST" and s.status == 201]

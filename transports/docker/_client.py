@@ -465,6 +465,11 @@ class RegistryClient:
         response.close()
 
     # -- blobs -----------------------------------------------------------------------------
+    def known_blob_size(self, repository: str, digest: Digest) -> int | None:
+        """The blob's size if this client wrote it to or found it in the repository, without
+        asking; else ``None``."""
+        return self._present.get((repository, digest))
+
     def blob_size(self, repository: str, digest: Digest) -> int | None:
         """The blob's size if the repository has it, else ``None``.
 

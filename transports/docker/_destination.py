@@ -66,7 +66,8 @@ class DockerImageDestination(ImageDestination):
 
     Before uploading a blob, :meth:`try_reusing_blob` checks whether the repository has it and
     tries to mount it from the repositories given by :meth:`add_mount_source` or the
-    ``docker.mount_from`` option.
+    ``docker.mount_from`` option (from the copy's own source repository, when it is on this
+    registry, first of all: see :meth:`try_reusing_blob`).
     """
 
     def __init__(self, reference: DockerReference, options: TransportOptions | None = None) -> None:
@@ -83,6 +84,10 @@ class DockerImageDestination(ImageDestination):
         )
         self._lock = threading.Lock()
         self._mount_sources: list[str] = []
+        # The copy's source, when it is another repository of this registry (note_source).
+        self._source_repository: str | None = None
+        # Whether to mount from it before asking for the blob; off once the registry did not.
+        self._mount_first = True
         # Sources the registry refused our credentials for: not tried again.
         self._refused: set[str] = set()
         self._top: tuple[bytes, str] | None = None
@@ -121,7 +126,8 @@ class DockerImageDestination(ImageDestination):
 
     def note_source(self, reference: ImageReference) -> None:
         """Mount blobs from the source repository when it is on this registry."""
-        self.add_mount_source(reference)
+        if self.add_mount_source(reference) and reference.docker_reference is not None:
+            self._source_repository = reference.docker_reference.path
 
     def add_mount_source(self, source: str | Reference | ImageReference) -> bool:
         """Try mounting blobs from ``source`` before uploading them.
@@ -173,22 +179,34 @@ class DockerImageDestination(ImageDestination):
     def try_reusing_blob(self, info: BlobInfo) -> Descriptor | None:
         """The blob's descriptor here if it is here, or once mounted here; else ``None``.
 
-        A mount the registry refuses our credentials for (they may write here and not read
-        there) is not an error: the blob is uploaded instead, as skopeo does, and that source
-        is not tried again.
+        A blob this run put or found here is known without a request. When the copy's source
+        is another repository of this registry, which holds the blob, a mount from it comes
+        first: one request that leaves the blob here whether or not it was here already,
+        where asking first (the ``HEAD`` containers/image sends) makes that two. After a
+        registry did not mount from there, blobs are asked for first again. Then the blob is
+        asked for (not in a repository the run found new), then mounted from the other
+        sources. A mount the registry refuses our credentials for (they may write here and not
+        read there) is not an error: the blob is uploaded instead, as skopeo does, and that
+        source is not tried again.
         """
         digest = info.digest
         if digest is None:
             return None
         repo = self._reference.repository
-        if self._client.surely_absent_blob(repo, digest):
-            size = None  # a new repository of this run: nothing to ask (mounts still tried)
-        else:
+        known = self._client.known_blob_size(repo, digest)
+        if known is not None:
+            return _descriptor(info, digest, known)
+        first = self._source_repository if self._mount_first else None
+        if first is not None:
+            if self._mount(repo, digest, first, info.size):
+                return self._mounted(info, digest)
+            self._mount_first = False
+        if not self._client.surely_absent_blob(repo, digest):
             size = self._client.blob_size(repo, digest)
-        if size is not None:
-            return _descriptor(info, digest, size)
+            if size is not None:
+                return _descriptor(info, digest, size)
         for source in self.mount_sources:
-            if self._mount(repo, digest, source, info.size):
+            if source != first and self._mount(repo, digest, source, info.size):
                 return self._mounted(info, digest)
         return None
 
