@@ -78,6 +78,16 @@ _loaded: dict[str, list[TransportInfo]] = {}
 _runtime: dict[str, TransportInfo] = {}
 
 
+def _start_afresh_after_fork() -> None:
+    """In a forked child: a parent's thread that held the lock (importing a plugin, say) does
+    not exist here, and would never release it; the tables it guards are whole either way."""
+    global _lock
+    _lock = threading.RLock()
+
+
+os.register_at_fork(after_in_child=_start_afresh_after_fork)
+
+
 def _load(ep: _EntryPoint) -> Transport:
     obj = ep.load()
     if isinstance(obj, type) and issubclass(obj, Transport):

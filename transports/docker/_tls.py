@@ -48,6 +48,15 @@ _ssl_contexts: dict[_SSLKey, ssl.SSLContext] = {}
 _ssl_lock = threading.Lock()
 
 
+def _start_afresh_after_fork() -> None:
+    """In a forked child: a parent's thread that held the lock does not exist here."""
+    global _ssl_lock
+    _ssl_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_start_afresh_after_fork)
+
+
 def make_ssl_context(host: str, options: TransportOptions) -> ssl.SSLContext:
     """An SSL context for ``host``: system trust plus the certs.d CAs, and any client pair.
 

@@ -179,6 +179,15 @@ _cache: collections.OrderedDict[tuple[int, int, int, int], _ArchiveData] = colle
 _cache_lock = threading.Lock()
 
 
+def _start_afresh_after_fork() -> None:
+    """In a forked child: a parent's thread that held the lock does not exist here."""
+    global _cache_lock
+    _cache_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_start_afresh_after_fork)
+
+
 def _cached_index(path: Path, where: str) -> _ArchiveData:
     st = os.stat(path)
     key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
