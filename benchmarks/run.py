@@ -24,9 +24,10 @@ wall time, CPU time (user + system) and peak RSS (from ``wait4``), judges each r
 target, and is written as Markdown to ``docs/benchmarks.md`` (``--quick``: small fixtures,
 report to stdout unless ``--output``).
 
-Registry-to-registry rows also time ``floorclient`` (benchmarks/floorclient, Go, built here
-when ``go`` is installed): the protocol's minimum requests and nothing else, the least any client
-can take against the same registries, which is the floor of those rows.
+The rows bound by requests rather than bytes (sync, and registry -> registry by mount) also time
+``floorclient`` (benchmarks/floorclient, Go, built here when ``go`` is installed): the protocol's
+minimum requests and nothing else, the least any client can take against the same registries,
+which is the floor of those rows. (It holds each blob in memory: no floor for large layers.)
 
 Set-up: ``pip install -e '.[bench]'`` (the fast compressors and oras-py) and Debian's
 ``skopeo`` and ``docker-registry``; a tool or group that is missing is skipped and said so.
@@ -543,11 +544,7 @@ def registry_rows(ctx: Context, fixture: Fixture, layout: Path, groups: set[str]
     def cold_maker(tool: str) -> Maker:
         def make(i: int) -> Job:
             reg = ctx.new_registry()
-            if tool == FLOOR_CLIENT:
-                argv = [str(ctx.floor_client), "copy", main.host, repo, reg.host, "bench/copy"]
-                argv.append("latest")
-            else:
-                argv = copy_argv(ctx, tool, source_ref, f"docker://{reg.host}/bench/copy:latest")
+            argv = copy_argv(ctx, tool, source_ref, f"docker://{reg.host}/bench/copy:latest")
             return Job(
                 argv, _expect_tag(reg, "bench/copy", "latest"), lambda: ctx.drop_registry(reg)
             )
@@ -561,7 +558,7 @@ def registry_rows(ctx: Context, fixture: Fixture, layout: Path, groups: set[str]
             fixture,
             fixture.total,
             ("http_get", "sha256", "http_put"),
-            {tool: cold_maker(tool) for tool in _tools_with_floor(ctx)},
+            {tool: cold_maker(tool) for tool in ctx.tools},
             "to a fresh registry each run",
         )
     )
@@ -984,7 +981,7 @@ def render(
         "skopeo uses its own persistent one, as it always does.",
         "- **Floor**: the row's bytes passed once through each stage the job cannot avoid, at "
         "the rates measured on this machine (see [the floor](#the-physical-floor)); start-up is "
-        "not part of it. On registry-to-registry rows, where the registries' work per request "
+        "not part of it. On the sync and mount rows, where the registries' work per request "
         "outweighs the bytes, the wall time of the **floor client** where that is larger: "
         "`benchmarks/floorclient`, a compiled Go program that sends the protocol's minimum "
         "requests and nothing else (blobs held in memory, digests checked, no authentication, "

@@ -6,7 +6,9 @@
 //
 // copy moves the given tags (all tags of SRC_REPO when none is given) over plain HTTP: one
 // manifest GET per tag, one GET, POST and PUT per distinct blob (held in memory, its digest
-// checked), one manifest PUT per tag; eight tags at a time, every blob of a tag at once.
+// checked), one manifest PUT per tag; eight tags at a time, every blob of a tag at once. Made
+// for images of many small blobs (a sync), where the registries' work per request bounds the
+// time: holding a large layer in memory makes it no floor for those.
 // mount does the same within one registry with a cross-repository mount per blob instead of
 // moving it. There is no authentication, no retry, no cache, no policy, no progress: whatever a
 // real client takes beyond this is its own cost, not the protocol's or the registry's.
