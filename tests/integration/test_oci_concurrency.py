@@ -17,6 +17,7 @@ from imagetypes import mediatypes as mt
 from imagetypes.descriptor import Descriptor
 from imagetypes.digest import Digest
 from imagetypes_transports.oci import REF_NAME_ANNOTATION, transport
+from tests.childpython import checkout_environ
 from tests.imagebuilder import make_image, make_multiarch, write_oci_layout
 
 pytestmark = pytest.mark.integration
@@ -63,8 +64,7 @@ def expected_item(tag: str, seed: int) -> Any:
 
 def run_writers(path: Path, tags: dict[str, int], signals: Path) -> None:
     signals.mkdir()
-    python_path = [str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(python_path)}
+    env = checkout_environ()
     procs = {
         tag: subprocess.Popen(
             [sys.executable, "-c", WRITER, f"{path}:{tag}", tag, str(seed), str(signals)],

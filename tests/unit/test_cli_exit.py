@@ -9,7 +9,6 @@ imagetypes`` do.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -18,19 +17,16 @@ from pathlib import Path
 import pytest
 
 _TESTS = Path(__file__).resolve().parents[1]
-_ROOT = _TESTS.parent
 if str(_TESTS) not in sys.path:
     sys.path.insert(0, str(_TESTS))
 
+from childpython import checkout_environ  # noqa: E402
 from imagebuilder import make_image, write_oci_layout  # noqa: E402
 
 
 def _python(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    environ = dict(os.environ)
+    environ = checkout_environ()
     environ.pop("PYTHONUNBUFFERED", None)  # output waits in its buffer, as it does for users
-    environ["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(_ROOT), environ.get("PYTHONPATH", "")) if p
-    )
     return subprocess.run(
         [sys.executable, *args],
         cwd=cwd,
@@ -92,67 +88,60 @@ def test_output_is_complete_and_the_status_kept(tmp_path: Path, layout: Path) ->
     assert usage.returncode == 2
 
 
-def test_atexit_handlers_run_and_the_teardown_is_skipped(tmp_path: Path) -> None:
+def _witnessed_version(tmp_path: Path, setup: str) -> tuple[subprocess.CompletedProcess[str], str]:
+    """``imagetypes --version`` after ``setup`` (which may write to the file ``FLAG``), beside
+    a module object that writes ``finalized`` there when an ordinary exit tears it down; the
+    run and what the file holds afterwards."""
     flag = tmp_path / "flag"
-    body = (
-        f"FLAG = {str(flag)!r}\n"
-        + _FINALIZER
-        + textwrap.dedent(
-            """
+    body = f"FLAG = {str(flag)!r}\n" + _FINALIZER + textwrap.dedent(setup)
+    done = _python(["-c", _script(body, ["--version"])], tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("imagetypes ")
+    return done, flag.read_text()
+
+
+def test_atexit_handlers_run_and_the_teardown_is_skipped(tmp_path: Path) -> None:
+    _, written = _witnessed_version(
+        tmp_path,
+        """
         import atexit
         def _handler():
             with open(FLAG, "a") as f:
                 f.write("atexit\\n")
         atexit.register(_handler)
-        """
-        )
+        """,
     )
-    done = _python(["-c", _script(body, ["--version"])], tmp_path)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("imagetypes ")
     # The handler ran; the module's objects were never torn down.
-    assert flag.read_text() == "atexit\n"
+    assert written == "atexit\n"
 
 
 def test_a_running_thread_gets_an_ordinary_exit(tmp_path: Path) -> None:
-    flag = tmp_path / "flag"
-    body = (
-        f"FLAG = {str(flag)!r}\n"
-        + _FINALIZER
-        + textwrap.dedent(
-            """
+    _, written = _witnessed_version(
+        tmp_path,
+        """
         import threading, time
         def _late():
             time.sleep(0.5)
             with open(FLAG, "a") as f:
                 f.write("thread\\n")
         threading.Thread(target=_late).start()
-        """
-        )
+        """,
     )
-    done = _python(["-c", _script(body, ["--version"])], tmp_path)
-    assert done.returncode == 0, done.stderr
     # The exit waited for the thread, then tore the interpreter down as always.
-    lines = flag.read_text().splitlines()
+    lines = written.splitlines()
     assert lines[0] == "thread"
     assert "finalized" in lines
 
 
 def test_a_daemon_thread_does_not_hold_the_exit(tmp_path: Path) -> None:
-    flag = tmp_path / "flag"
-    body = (
-        f"FLAG = {str(flag)!r}\n"
-        + _FINALIZER
-        + textwrap.dedent(
-            """
+    _, written = _witnessed_version(
+        tmp_path,
+        """
         import threading, time
         threading.Thread(target=time.sleep, args=(60,), daemon=True).start()
-        """
-        )
+        """,
     )
-    done = _python(["-c", _script(body, ["--version"])], tmp_path)
-    assert done.returncode == 0, done.stderr
-    assert flag.read_text() == ""  # no teardown: the fast exit
+    assert written == ""  # no teardown: the fast exit
 
 
 def test_a_profiler_still_reports(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ _TESTS = str(Path(__file__).resolve().parents[1])
 if _TESTS not in sys.path:
     sys.path.insert(0, _TESTS)
 
+from childpython import fork_while_held  # noqa: E402
 from imagebuilder import BuiltImage, make_image, make_layer, make_multiarch  # noqa: E402
 
 from imagetypes import (  # noqa: E402
@@ -515,7 +516,7 @@ def test_a_forked_child_does_not_wait_for_the_parents_turns(
 ) -> None:
     """A thread of the parent holds the one transform turn and a blob's writer lock when the
     process forks: the child, where that thread does not exist, takes both at once."""
-    import multiprocessing
+    import contextlib
     import threading
 
     from imagetypes.copy import _engine
@@ -523,26 +524,11 @@ def test_a_forked_child_does_not_wait_for_the_parents_turns(
     monkeypatch.setattr(_engine, "transform_streams", 1)
     key = ("docker", "r.example/app", Digest.from_bytes(b"layer"))
     desc = Descriptor(mt.OCI_LAYER_GZIP, key[2], 1)
-    holding, release = threading.Event(), threading.Event()
 
-    def hold() -> None:
+    @contextlib.contextmanager
+    def turn_and_writer() -> Iterator[None]:
         with _engine._transform_turn(desc, threading.Event()), _engine._sole_writer(key):
-            holding.set()
-            release.wait(60)
+            yield
 
-    holder = threading.Thread(target=hold)
-    holder.start()
-    try:
-        assert holding.wait(10)
-        child = multiprocessing.get_context("fork").Process(
-            target=_child_takes_a_turn_and_the_writer, args=(key,)
-        )
-        child.start()
-        child.join(30)
-        if child.exitcode is None:
-            child.kill()
-        assert child.exitcode == 0
-    finally:
-        release.set()
-        holder.join()
+    assert fork_while_held(turn_and_writer, _child_takes_a_turn_and_the_writer, key) == 0
     _child_takes_a_turn_and_the_writer(key)  # the parent's are free again

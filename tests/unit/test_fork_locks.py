@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import importlib
 import io
-import multiprocessing
 import sys
 import tarfile
-import threading
 from pathlib import Path
 
 import pytest
+
+_TESTS = str(Path(__file__).resolve().parents[1])
+if _TESTS not in sys.path:
+    sys.path.insert(0, _TESTS)
+
+from childpython import fork_while_held  # noqa: E402
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="fork start method")
 
@@ -67,24 +71,6 @@ def archive(tmp_path: Path) -> Path:
 def test_a_forked_child_does_not_wait_for_a_lock_the_parent_held(case: str, archive: Path) -> None:
     module_name, attr, use = _CASES[case]
     module = importlib.import_module(module_name)
-    holding, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        with getattr(module, attr):
-            holding.set()
-            release.wait(60)
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    try:
-        assert holding.wait(10)
-        child = multiprocessing.get_context("fork").Process(target=_child, args=(case, archive))
-        child.start()
-        child.join(30)
-        if child.exitcode is None:
-            child.kill()
-        assert child.exitcode == 0  # None: it hung on the parent's lock, and was killed
-    finally:
-        release.set()
-        holder.join()
+    # None: the child hung on the lock the parent's thread held, and was killed.
+    assert fork_while_held(lambda: getattr(module, attr), _child, case, archive) == 0
     use(archive)  # the parent's lock is free again, and still works

@@ -12,7 +12,6 @@ from __future__ import annotations
 import ast
 import importlib
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -21,10 +20,10 @@ from pathlib import Path
 import pytest
 
 _TESTS = Path(__file__).resolve().parents[1]
-_ROOT = _TESTS.parent
 if str(_TESTS) not in sys.path:
     sys.path.insert(0, str(_TESTS))
 
+from childpython import checkout_environ  # noqa: E402
 from imagebuilder import make_image, write_oci_layout  # noqa: E402
 
 from imagetypes import plugins  # noqa: E402
@@ -71,16 +70,10 @@ def _modules_after(code: str, cwd: Path, env: dict[str, str] | None = None) -> s
         _sys.stdout.write("\\n{_MARKER}" + _json.dumps(sorted(_sys.modules)) + "\\n")
         """
     )
-    environ = dict(os.environ)
-    # This checkout's code, whatever is installed (as pytest's pythonpath does).
-    environ["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(_ROOT), environ.get("PYTHONPATH", "")) if p
-    )
-    environ.update(env or {})
     proc = subprocess.run(
         [sys.executable, "-c", script],
         cwd=cwd,
-        env=environ,
+        env=checkout_environ(**(env or {})),
         capture_output=True,
         text=True,
         timeout=300,
