@@ -329,6 +329,8 @@ class _Copier:
         self._skipped_instances: tuple[Digest, ...] = ()
         #: Whether large blobs may be read ahead (see _run_jobs and _large).
         self._read_ahead = True
+        #: Whether the source reads blobs from local storage (SourceCapabilities.local_reads).
+        self._local_source = False
         #: Where the cache saw the blobs to copy, looked up in one query before they move.
         self._hints: dict[Digest, list[BlobLocation]] = {}
 
@@ -891,6 +893,7 @@ class _Copier:
         # Large blobs moving at once overlap each other already: read-ahead threads would
         # only add memory (measured: no faster with four 64 MiB layers).
         self._read_ahead = workers <= 1 or sum(map(_large, jobs)) <= 1
+        self._local_source = src_caps.local_reads
         if workers <= 1:
             for job in jobs:
                 self._transfer(job)
@@ -1101,11 +1104,14 @@ class _Copier:
         diff_id: Digest | None = None
         with ExitStack() as stack:
             raw = stack.enter_context(self._open(job, watch))
-            if self._read_ahead and watch.regular_file and _large(job):
+            local = watch.regular_file or self._local_source
+            if self._read_ahead and local and _large(job):
                 # Hashing a file's blob in a thread of its own while the destination writes
                 # it to disk (readinto) paid on 2 cores; feeding an upload (read) did not, so
                 # that reads straight through. Network sources are not read ahead: with 2
                 # cores the extra thread made pulls and registry-to-registry copies slower.
+                # Archive members are local too (SourceCapabilities.local_reads): oci-archive
+                # -> oci of a 512 MiB layer 0.99 -> 0.61 s, CPU 0.98 -> 0.79 s.
                 # Closed before raw (LIFO): stops and joins the thread, whatever happened.
                 ahead = ReadAhead(raw, threaded_reads=False)
                 raw = stack.enter_context(ahead)

@@ -522,6 +522,36 @@ def test_a_large_layer_from_a_file_to_disk_is_read_ahead_and_verified(tmp_path: 
     assert (tmp_path / "dst" / "blobs" / "sha256" / big.hex).read_bytes() == img.blobs[big]
 
 
+@pytest.mark.parametrize(("archive", "to"), [("oci-archive", "oci"), ("docker-archive", "dir")])
+def test_a_large_layer_from_an_archive_is_read_ahead(tmp_path: Path, archive: str, to: str) -> None:
+    # An archive member is no file of its own, but it is read from local storage: the source
+    # says so (SourceCapabilities.local_reads), and it is read ahead as a file is. (From a
+    # docker-archive to dir:, which keeps its uncompressed layers as they are: oci: would
+    # compress them, which reads ahead nothing.)
+    img, _ = big_image(5)
+    src = write_oci_layout(tmp_path / "src", {"v1": img})
+    tar = tmp_path / "image.tar"
+    copy_image(f"oci:{src}:v1", f"{archive}:{tar}:example.com/app:v1")
+    seen: list[bool] = []
+
+    def progress(event: ProgressEvent) -> None:
+        if isinstance(event, BlobProgress) and event.descriptor.size >= READ_AHEAD_MIN:
+            seen.append(bool(readahead_threads()))
+
+    dst = tmp_path / "dst"
+    result = copy_image(
+        f"{archive}:{tar}",
+        f"oci:{dst}:v1" if to == "oci" else f"dir:{dst}",
+        CopyOptions(progress=progress),
+    )
+    assert any(seen), "the large layer was not read ahead"
+    assert result.layers_recompressed == 0
+    files = dst / "blobs" / "sha256" if to == "oci" else dst
+    big = [p for p in files.iterdir() if p.stat().st_size >= READ_AHEAD_MIN]
+    assert len(big) == 1
+    assert Digest.from_bytes(big[0].read_bytes()).hex in big[0].name  # stored as verified
+
+
 def test_a_layer_read_from_a_file_is_not_read_ahead_for_bytes_objects(
     memory: MemoryStore, tmp_path: Path
 ) -> None:

@@ -53,7 +53,7 @@ class DirImageSource(ImageSource):
 
     @property
     def capabilities(self) -> SourceCapabilities:
-        return SourceCapabilities(concurrent_blob_reads=True, ranged_reads=True)
+        return SourceCapabilities(concurrent_blob_reads=True, ranged_reads=True, local_reads=True)
 
     def get_manifest(self, instance: Digest | None = None) -> tuple[bytes, str]:
         """The top-level manifest, or the manifest of an instance (verified against its digest).

@@ -235,7 +235,7 @@ class DockerArchiveSource(ImageSource):
     @property
     def capabilities(self) -> SourceCapabilities:
         # Every read opens its own descriptor on the archive and seeks to the member.
-        return SourceCapabilities(concurrent_blob_reads=True, ranged_reads=True)
+        return SourceCapabilities(concurrent_blob_reads=True, ranged_reads=True, local_reads=True)
 
     @property
     def repo_tags(self) -> tuple[str, ...]:

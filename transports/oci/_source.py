@@ -32,7 +32,7 @@ class OCIImageSource(ImageSource):
     @property
     def capabilities(self) -> SourceCapabilities:
         # Every read opens its own file, so reads are independent and seekable.
-        return SourceCapabilities(concurrent_blob_reads=True, ranged_reads=True)
+        return SourceCapabilities(concurrent_blob_reads=True, ranged_reads=True, local_reads=True)
 
     @property
     def descriptor(self) -> Descriptor:

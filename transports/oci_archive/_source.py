@@ -121,7 +121,7 @@ class OCIArchiveSource(ImageSource):
 
     @property
     def capabilities(self) -> SourceCapabilities:
-        return SourceCapabilities(concurrent_blob_reads=True, ranged_reads=True)
+        return SourceCapabilities(concurrent_blob_reads=True, ranged_reads=True, local_reads=True)
 
     @property
     def descriptor(self) -> Descriptor:
