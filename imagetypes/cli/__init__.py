@@ -117,10 +117,12 @@ def _flush_output(status: int) -> int:
 
     Output that cannot be written fails a command that had succeeded: with status 1 and one
     line, or silently where the reader went away (as :func:`main` treats that). A command that
-    failed has said why already (often this very write).
+    failed has said why already (often this very write). A stream Python could not open (its
+    file descriptor was closed when the program started) is ``None``: nothing to flush.
     """
     try:
-        sys.stdout.flush()
+        if sys.stdout is not None:
+            sys.stdout.flush()
     except BrokenPipeError:
         _silence_stdout()
         status = status or 1
@@ -131,7 +133,8 @@ def _flush_output(status: int) -> int:
             with contextlib.suppress(OSError, ValueError):
                 sys.stderr.write(f"{PROG}: error: could not write the output: {e}\n")
     try:
-        sys.stderr.flush()
+        if sys.stderr is not None:
+            sys.stderr.flush()
     except (OSError, ValueError):
         status = status or 1
     return status

@@ -9,6 +9,7 @@ imagetypes`` do.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -24,7 +25,9 @@ from childpython import checkout_environ  # noqa: E402
 from imagebuilder import make_image, write_oci_layout  # noqa: E402
 
 
-def _python(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+def _python(
+    args: list[str], cwd: Path, *, close_stdout: bool = False
+) -> subprocess.CompletedProcess[str]:
     environ = checkout_environ()
     environ.pop("PYTHONUNBUFFERED", None)  # output waits in its buffer, as it does for users
     return subprocess.run(
@@ -35,6 +38,8 @@ def _python(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=120,
         check=False,
+        # Started with no file descriptor 1: Python's sys.stdout is then None.
+        preexec_fn=(lambda: os.close(1)) if close_stdout else None,
     )
 
 
@@ -172,6 +177,15 @@ def test_output_that_cannot_be_written_fails_the_command(
         )
     else:
         assert lines[0] == "imagetypes: error: [Errno 9] Bad file descriptor"
+
+
+def test_a_program_started_without_stdout_ends_as_before(tmp_path: Path) -> None:
+    # sys.stdout is None: --version goes to stderr (argparse), and the exit has no stdout to
+    # flush. An ordinary exit ended this with status 0; so does this one, without a traceback.
+    done = _python(["-m", "imagetypes", "--version"], tmp_path, close_stdout=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.startswith("imagetypes ")
+    assert "Traceback" not in done.stderr
 
 
 def test_a_reader_that_went_away_fails_silently(tmp_path: Path, layout: Path) -> None:
