@@ -1111,7 +1111,7 @@ class _Copier:
                 # that reads straight through. Network sources are not read ahead: with 2
                 # cores the extra thread made pulls and registry-to-registry copies slower.
                 # Archive members are local too (SourceCapabilities.local_reads): oci-archive
-                # -> oci of a 512 MiB layer 0.99 -> 0.61 s, CPU 0.98 -> 0.79 s.
+                # -> oci of a 512 MiB layer 0.79-0.91 -> 0.51 s, 12-27% less CPU.
                 # Closed before raw (LIFO): stops and joins the thread, whatever happened.
                 ahead = ReadAhead(raw, threaded_reads=False)
                 raw = stack.enter_context(ahead)
