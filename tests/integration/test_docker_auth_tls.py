@@ -173,7 +173,7 @@ def token_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TokenServ
         tmp_path_factory.mktemp("token-server"),
         users={"alice": "s3cret", "bob": "b0b"},
         refresh_tokens={"identity-token-1": "alice"},
-        denied={"bob": {"tok/src", "tok/private"}},
+        denied={"bob": {"tok/private"}},
     )
     try:
         yield server
