@@ -96,6 +96,21 @@ def test_target_is_half_skopeo_unless_the_floor_is_higher() -> None:
     assert v.wall_ok is False
 
 
+def test_the_floor_client_is_built_where_go_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = _load_run()
+    if shutil.which("go"):
+        built, why = run.build_floor_client(tmp_path)
+        assert built is not None, why
+        done = subprocess.run([str(built)], capture_output=True, text=True, check=False)
+        assert done.returncode == 1
+        assert "usage: floorclient" in done.stderr
+    which = shutil.which
+    monkeypatch.setattr(run.shutil, "which", lambda name: None if name == "go" else which(name))
+    assert run.build_floor_client(tmp_path / "none") == (None, "`go` is not installed")
+
+
 @pytest.mark.skipif(shutil.which("skopeo") is None, reason="skopeo is not installed")
 def test_quick_benchmark_writes_report(tmp_path: Path) -> None:
     report = tmp_path / "benchmarks.md"
