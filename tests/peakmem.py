@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+from childpython import checkout_environ
+
 # Runs the command and reports its peak resident memory: VmHWM counts this program's memory
 # only, where the rusage of a child also counts the parent it was forked from, before the exec.
 _MEASURED_COMMAND = """
@@ -23,6 +25,7 @@ def command_peak_mib(*args: str) -> int:
     """Run ``imagetypes ARGS`` (it must succeed); its peak resident memory, in MiB (Linux)."""
     done = subprocess.run(
         [sys.executable, "-c", _MEASURED_COMMAND, *args],
+        env=checkout_environ(),  # this checkout's code, whatever is installed
         capture_output=True,
         text=True,
         check=False,
